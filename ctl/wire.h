@@ -83,9 +83,9 @@ template <typename T>
 struct Decoded {
   DecodeState state = DecodeState::kNeedMore;
   T value{};
-  size_t consumed = 0;       // bytes used, when kOk
-  size_t error_offset = 0;   // where the bytes went wrong, when kError
-  std::string error;         // what was wrong, when kError ("offset 9: ...")
+  size_t consumed = 0;      // bytes used, when kOk
+  size_t error_offset = 0;  // where the bytes went wrong, when kError
+  std::string error;        // what was wrong, when kError ("offset 9: ...")
   bool ok() const { return state == DecodeState::kOk; }
 };
 
@@ -109,6 +109,11 @@ Decoded<TableSet> DecodeListing(ByteSpan in);
 // Decoding accepts both forms: a first byte of 'b' means the client magic.
 void EncodeUpdate(const Update& u, Bytes* out);
 Decoded<Update> DecodeUpdate(ByteSpan in);
+
+// The update a pesto client sends after editing the tables it read: one block
+// per table of `set` (changed or not), in order, then u8 0; preceded by the
+// client magic when `transactional`.
+void EncodeUpdateFromTables(const TableSet& set, bool transactional, Bytes* out);
 
 // Status: code, u32 length, message, report blocks, u8 0 (report omitted
 // entirely when empty, but the terminating u8 0 is always written).
