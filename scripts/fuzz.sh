@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Runs every libFuzzer target of a build for a bounded time, each with a fresh
+# corpus seeded from the captured interop bytes, and fails if any finds a
+# crash, a leak or a broken invariant.
+#   scripts/fuzz.sh BUILD_DIR SECONDS
+# Crash reproducers are kept in BUILD_DIR/fuzz-artifacts/NAME/.
+set -euo pipefail
+if (($# != 2)); then
+  echo "usage: $0 BUILD_DIR SECONDS" >&2
+  exit 2
+fi
+build=$1
+secs=$2
+root="$(cd "$(dirname "$0")/.." && pwd)"
+interop="${RINGFWD_INTEROP_DIR:-$root/../shared/interop}"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+
+# seed NAME DIR: writes the seed inputs for fuzzer NAME into DIR.
+seed() {
+  local name=$1 dir=$2
+  case "$name" in
+    hello_fuzzer)
+      head -c 20 "$interop/server_listing.bin" >"$dir/hello"
+      ;;
+    listing_fuzzer)
+      tail -c +21 "$interop/server_listing.bin" >"$dir/listing"
+      printf '\0' >"$dir/empty_listing"
+      ;;
+    update_fuzzer)
+      for f in "$interop"/client_update_*.bin; do
+        cp "$f" "$dir/$(basename "$f" .bin)"
+        { printf 'basil:c\0'; cat "$f"; } >"$dir/txn_$(basename "$f" .bin)"
+      done
+      ;;
+    status_fuzzer)
+      printf '\0\0\0\0\0\0' >"$dir/applied"
+      printf '\1\0\0\0\x0brule 3: bad\0' >"$dir/rejected"
+      printf '\2\0\0\0\4oops\1\0\0\0\2\0\0\0\3\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\1\0\0\0\x62\3\0\0\0\0\0' \
+        >"$dir/apply_failed"
+      ;;
+  esac
+}
+
+shopt -s nullglob
+fuzzers=("$build"/bin/*_fuzzer)
+if ((${#fuzzers[@]} == 0)); then
+  echo "fuzz: no *_fuzzer binaries in $build/bin" >&2
+  exit 1
+fi
+failed=()
+for bin in "${fuzzers[@]}"; do
+  name=$(basename "$bin")
+  corpus="$work/$name"
+  artifacts="$build/fuzz-artifacts/$name"
+  mkdir -p "$corpus" "$artifacts"
+  seed "$name" "$corpus"
+  log="$work/$name.log"
+  if "$bin" -max_total_time="$secs" -print_final_stats=1 -artifact_prefix="$artifacts/" \
+    "$corpus" >"$log" 2>&1; then
+    execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
+    echo "fuzz ok: $name, ${secs}s, ${execs:-?} runs, corpus $(ls "$corpus" | wc -l) inputs"
+  else
+    echo "fuzz FAILED: $name (reproducers in $artifacts)" >&2
+    tail -n 40 "$log" >&2
+    failed+=("$name")
+  fi
+done
+if ((${#failed[@]})); then
+  echo "fuzz: ${#failed[@]} fuzzer(s) failed: ${failed[*]}" >&2
+  exit 1
+fi
