@@ -1,1 +1,116 @@
-namespace ringfwd {}
+#include "uring/ring.h"
+
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "uring/user_data.h"
+
+namespace ringfwd {
+namespace {
+
+std::string ReadSysctl(const char* path) {
+  std::ifstream in(path);
+  std::string v;
+  in >> v;
+  return v;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Ring>> Ring::Create(unsigned entries) {
+  std::unique_ptr<Ring> r(new Ring());
+  io_uring_params p{};
+  p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN;
+  p.cq_entries = entries * 4;
+  int ret = io_uring_queue_init_params(entries, &r->ring_, &p);
+  if (ret == -EINVAL) {
+    // Older kernels lack some flags: try the plain setup.
+    p = io_uring_params{};
+    p.flags = IORING_SETUP_CQSIZE;
+    p.cq_entries = entries * 4;
+    ret = io_uring_queue_init_params(entries, &r->ring_, &p);
+  }
+  if (ret < 0) {
+    int err = -ret;
+    std::string cause;
+    std::string disabled = ReadSysctl("/proc/sys/kernel/io_uring_disabled");
+    if (err == EPERM || err == ENOSYS || err == EACCES) {
+      if (!disabled.empty() && disabled != "0")
+        cause = absl::StrCat("io_uring is disabled by sysctl kernel.io_uring_disabled=", disabled);
+      else if (err == ENOSYS)
+        cause = "io_uring_setup is not available (kernel without io_uring, or blocked by seccomp)";
+      else
+        cause = "io_uring_setup was refused (blocked by a seccomp filter or container policy?)";
+    } else if (err == ENOMEM) {
+      cause = "not enough locked memory for the ring (raise RLIMIT_MEMLOCK)";
+    } else {
+      cause = "io_uring_setup failed";
+    }
+    return absl::UnavailableError(absl::StrCat(cause, ": ", std::strerror(err)));
+  }
+  if (!(p.features & IORING_FEAT_FAST_POLL))
+    return absl::UnavailableError("io_uring on this kernel lacks fast poll (need Linux 5.19+)");
+  r->initialized_ = true;
+  return r;
+}
+
+Ring::~Ring() {
+  if (initialized_) io_uring_queue_exit(&ring_);
+}
+
+io_uring_sqe* Ring::GetSqe() {
+  io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+  while (!sqe) {
+    io_uring_submit(&ring_);
+    sqe = io_uring_get_sqe(&ring_);
+  }
+  return sqe;
+}
+
+int Ring::Submit() { return io_uring_submit(&ring_); }
+
+int Ring::SubmitAndWait(int timeout_ms) {
+  if (io_uring_cq_ready(&ring_)) return io_uring_submit(&ring_);
+  if (timeout_ms < 0) return io_uring_submit_and_wait(&ring_, 1);
+  __kernel_timespec ts{timeout_ms / 1000, (timeout_ms % 1000) * 1000000LL};
+  io_uring_cqe* cqe = nullptr;
+  return io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
+}
+
+void Ring::PrepPoll(int fd, unsigned mask, uint64_t user_data) {
+  io_uring_sqe* sqe = GetSqe();
+  io_uring_prep_poll_add(sqe, fd, mask);
+  io_uring_sqe_set_data64(sqe, user_data);
+}
+
+void Ring::PrepPollMultishot(int fd, unsigned mask, uint64_t user_data) {
+  io_uring_sqe* sqe = GetSqe();
+  io_uring_prep_poll_multishot(sqe, fd, mask);
+  io_uring_sqe_set_data64(sqe, user_data);
+}
+
+void Ring::PrepPollRemove(uint64_t target_user_data) {
+  io_uring_sqe* sqe = GetSqe();
+  io_uring_prep_poll_remove(sqe, target_user_data);
+  io_uring_sqe_set_data64(sqe, UserData{kKindIgnore, 0, 0}.Pack());
+}
+
+void Ring::PrepCancel(uint64_t target_user_data) {
+  io_uring_sqe* sqe = GetSqe();
+  io_uring_prep_cancel64(sqe, target_user_data, 0);
+  io_uring_sqe_set_data64(sqe, UserData{kKindIgnore, 0, 0}.Pack());
+}
+
+void Ring::PrepMultishotAccept(int fd, uint64_t user_data) {
+  io_uring_sqe* sqe = GetSqe();
+  io_uring_prep_multishot_accept(sqe, fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  io_uring_sqe_set_data64(sqe, user_data);
+}
+
+}  // namespace ringfwd

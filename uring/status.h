@@ -8,7 +8,7 @@
 
 #include <cerrno>
 #include <cstring>
-#include <string_view>
+#include "absl/strings/string_view.h"
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -45,7 +45,7 @@ inline absl::StatusCode ErrnoToCode(int err) {
 }
 
 // "what: strerror(err)", with a code derived from err.
-inline absl::Status ErrnoError(int err, std::string_view what) {
+inline absl::Status ErrnoError(int err, absl::string_view what) {
   return absl::Status(ErrnoToCode(err), absl::StrCat(what, ": ", std::strerror(err)));
 }
 

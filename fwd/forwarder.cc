@@ -1,0 +1,395 @@
+#include "fwd/forwarder.h"
+
+#include <poll.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "fwd/kinds.h"
+#include "uring/log.h"
+#include "uring/status.h"
+
+namespace ringfwd {
+namespace {
+
+constexpr int kTickMs = 100;
+
+int64_t MonoNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+uint64_t InodeOf(int fd) {
+  struct stat st;
+  return fstat(fd, &st) == 0 ? st.st_ino : 0;
+}
+
+}  // namespace
+
+size_t RaiseFdLimit() {
+  rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) < 0) return 1024;
+  if (rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    getrlimit(RLIMIT_NOFILE, &rl);
+  }
+  return rl.rlim_cur;
+}
+
+Forwarder::Forwarder(const ForwarderOptions& opts, std::unique_ptr<Ring> ring)
+    : opts_(opts),
+      ring_(std::move(ring)),
+      tcp_(ring_.get(), opts.max_tcp_flows, opts.pipe_size),
+      udp_(ring_.get(), opts.max_udp_flows, int64_t{opts.udp_timeout_s} * 1000000000LL) {}
+
+Forwarder::~Forwarder() {
+  tcp_.CloseAll();
+  udp_.CloseAll();
+}
+
+absl::StatusOr<std::unique_ptr<Forwarder>> Forwarder::Create(const ForwarderOptions& opts) {
+  RINGFWD_ASSIGN_OR_RETURN(std::unique_ptr<Ring> ring, Ring::Create(opts.ring_entries));
+  std::unique_ptr<Forwarder> f(new Forwarder(opts, std::move(ring)));
+  if (!opts.netns.empty()) {
+    RINGFWD_ASSIGN_OR_RETURN(f->netns_, NetNs::Open(opts.netns));
+  }
+  f->wake_.Reset(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+  if (!f->wake_) return ErrnoError(errno, "eventfd");
+  f->fd_limit_ = RaiseFdLimit();
+  f->tables_ = f->EmptyTables();
+  return f;
+}
+
+uint32_t Forwarder::CapsFor(PifId pif) const {
+  uint32_t base = kCapIpv4 | kCapIpv6 | kCapTcp | kCapUdp | kCapIfname | kCapTxn;
+  if (pif == PifId::kHost) return base | (netns_ ? kCapScan : 0);
+  if (pif == PifId::kSplice && netns_) return base | kCapScan;
+  return 0;
+}
+
+TableSet Forwarder::EmptyTables() const {
+  TableSet set;
+  for (PifId pif : {PifId::kHost, PifId::kSplice}) {
+    uint32_t caps = CapsFor(pif);
+    if (caps) set.tables.push_back(Table{pif, PifName(pif), caps, {}});
+  }
+  return set;
+}
+
+SocketFactory* Forwarder::ListenSide(PifId pif) {
+  if (pif == PifId::kSplice && netns_) return netns_.get();
+  return &host_;
+}
+
+SocketFactory* Forwarder::ConnectSide(PifId pif) {
+  if (pif == PifId::kHost && netns_) return netns_.get();
+  return &host_;
+}
+
+size_t Forwarder::ListenerBudget() const {
+  // Keep a quarter of the descriptors (and some slack for the ring, logs,
+  // pools) for connections.
+  size_t reserve = fd_limit_ / 4 + 64;
+  return fd_limit_ > reserve ? fd_limit_ - reserve : 0;
+}
+
+int Forwarder::AddListener(const ListenerKey& key, const ListenerTarget& target,
+                           const std::string& label, bool scanned) {
+  if (by_key_.size() >= ListenerBudget()) return EMFILE;
+  OpenResult r;
+  ListenSide(key.pif)->RunSync([&] { r = OpenListener(key); });
+  if (!r.fd) {
+    LOG_DEBUG("%s: %s %s: %s", label, r.step, key.ToString(), std::strerror(r.err));
+    return r.err;
+  }
+  uint32_t index;
+  if (!free_listeners_.empty()) {
+    index = free_listeners_.back();
+    free_listeners_.pop_back();
+  } else {
+    index = listeners_.size();
+    listeners_.emplace_back();
+  }
+  Listener& l = listeners_[index];
+  l.used = true;
+  l.fd = std::move(r.fd);
+  l.key = key;
+  l.target = target;
+  l.label = label;
+  l.armed = false;
+  l.paused = false;
+  l.scanned = scanned;
+  l.inode = InodeOf(l.fd.get());
+  by_key_[key] = index;
+  Arm(index);
+  return 0;
+}
+
+void Forwarder::Arm(uint32_t index) {
+  Listener& l = listeners_[index];
+  uint64_t ud;
+  if (l.key.proto == kProtoTcp) {
+    ud = UserData{kind::kAccept, l.gen, index}.Pack();
+    ring_->PrepMultishotAccept(l.fd.get(), ud);
+  } else {
+    ud = UserData{kind::kUdpListen, l.gen, index}.Pack();
+    ring_->PrepPollMultishot(l.fd.get(), POLLIN, ud);
+  }
+  l.armed = true;
+}
+
+void Forwarder::RemoveListener(uint32_t index) {
+  Listener& l = listeners_[index];
+  if (l.armed) {
+    if (l.key.proto == kProtoTcp)
+      ring_->PrepCancel(UserData{kind::kAccept, l.gen, index}.Pack());
+    else
+      ring_->PrepPollRemove(UserData{kind::kUdpListen, l.gen, index}.Pack());
+  }
+  if (l.key.proto == kProtoUdp) udp_.FlushListener(index);
+  by_key_.erase(l.key);
+  l.fd.Reset();
+  l.used = false;
+  l.armed = false;
+  l.gen = (l.gen + 1) & UserData::kGenMask;
+  free_listeners_.push_back(index);
+}
+
+absl::Status Forwarder::Start(const TableSet& tables) {
+  RINGFWD_RETURN_IF_ERROR(ValidateTableSet(tables, Context()));
+  TableSet active = EmptyTables();
+  for (const Table& t : tables.tables) {
+    Table* dst = active.Find(t.pif);
+    if (!dst) {
+      if (t.rules.empty()) continue;
+      return absl::InvalidArgumentError(
+          absl::StrCat(PifName(t.pif), " rules need a target namespace (--netns)"));
+    }
+    dst->rules = t.rules;
+  }
+  for (const Table& t : active.tables) {
+    for (const Rule& rule : t.rules) {
+      std::string label = RuleText(rule);
+      if (rule.scan()) {
+        scan_rules_.push_back(ScanRule{t.pif, rule, label});
+        continue;
+      }
+      RuleBindReport rep;
+      for (uint32_t p = rule.first; p <= rule.last; p++) {
+        int err = AddListener(KeyFor(t.pif, rule, p), TargetFor(rule, p), label, false);
+        if (err == 0) {
+          rep.bound++;
+          continue;
+        }
+        if (rep.failed++ == 0) {
+          rep.first_errno = err;
+          rep.first_failed_port = p;
+        }
+      }
+      if (!rep.failed) continue;
+      std::string what = absl::StrCat(PifName(t.pif), " rule ", label, ": ", rep.failed, " of ",
+                                      rep.failed + rep.bound, " ports failed, first ",
+                                      rep.first_failed_port, ": ", std::strerror(rep.first_errno));
+      if (rep.first_errno == EMFILE && by_key_.size() >= ListenerBudget())
+        absl::StrAppend(&what, " (descriptor budget: ", ListenerBudget(),
+                        " listeners, a quarter of the open-file limit kept for connections)");
+      if (!rule.weak() || rep.bound == 0) {
+        if (rule.weak() && rep.bound == 0)
+          what = absl::StrCat(what, " (best effort, but no port bound)");
+        return absl::Status(ErrnoToCode(rep.first_errno), what);
+      }
+      LOG_WARN("%s", what);
+    }
+  }
+  tables_ = std::move(active);
+  if (!scan_rules_.empty()) {
+    RINGFWD_ASSIGN_OR_RETURN(diag_host_, OpenSockDiag());
+    absl::StatusOr<Fd> nd = absl::InternalError("no namespace");
+    if (netns_) netns_->RunSync([&] { nd = OpenSockDiag(); });
+    RINGFWD_RETURN_IF_ERROR(nd.status());
+    diag_target_ = std::move(*nd);
+    Rescan();
+  }
+  return absl::OkStatus();
+}
+
+void Forwarder::Stop() {
+  stop_.store(true);
+  uint64_t one = 1;
+  ssize_t ignored = write(wake_.get(), &one, sizeof(one));
+  (void)ignored;
+}
+
+absl::Status Forwarder::Run() {
+  ring_->PrepPollMultishot(wake_.get(), POLLIN, UserData{kind::kWake, 0, 0}.Pack());
+  now_ns_ = MonoNs();
+  next_expire_ns_ = now_ns_ + 1000000000LL;
+  next_scan_ns_ = now_ns_ + int64_t{opts_.scan_interval_ms} * 1000000;
+  while (!stop_.load(std::memory_order_relaxed)) {
+    int timeout = tcp_.HasReady() ? 0 : kTickMs;
+    int n = ring_->RunOnce(timeout, [this](const io_uring_cqe& cqe) { Dispatch(cqe); });
+    if (n < 0 && n != -ETIME && n != -EINTR && n != -EAGAIN && n != -EBUSY)
+      return ErrnoError(-n, "io_uring wait");
+    now_ns_ = MonoNs();
+    tcp_.RunReady();
+    Tick(now_ns_);
+  }
+  return absl::OkStatus();
+}
+
+void Forwarder::Dispatch(const io_uring_cqe& cqe) {
+  UserData ud = UserData::Unpack(cqe.user_data);
+  switch (ud.kind) {
+    case kind::kAccept: {
+      if (ud.index >= listeners_.size() || !listeners_[ud.index].used ||
+          listeners_[ud.index].gen != ud.gen) {
+        if (cqe.res >= 0) Fd stale(cqe.res);  // accepted on a listener being removed
+        return;
+      }
+      Listener& l = listeners_[ud.index];
+      if (!(cqe.flags & IORING_CQE_F_MORE)) l.armed = false;
+      if (cqe.res >= 0) {
+        OnAccept(ud.index, Fd(cqe.res));
+      } else if (cqe.res == -EMFILE || cqe.res == -ENFILE || cqe.res == -ENOBUFS ||
+                 cqe.res == -ENOMEM) {
+        // Out of descriptors: stop accepting on this listener (the kernel
+        // queues or refuses new connections) and retry on the tick.
+        LOG_RATELIMITED(log::Level::kWarn, "%s: accept: %s; pausing this listener", l.label,
+                        std::strerror(-cqe.res));
+        if (l.armed) ring_->PrepCancel(cqe.user_data);
+        l.armed = false;
+        l.paused = true;
+        any_paused_ = true;
+        return;
+      } else if (cqe.res != -ECANCELED) {
+        LOG_RATELIMITED(log::Level::kWarn, "%s: accept: %s", l.label, std::strerror(-cqe.res));
+      }
+      if (!l.armed && !l.paused && cqe.res != -ECANCELED) Arm(ud.index);
+      return;
+    }
+    case kind::kUdpListen: {
+      if (ud.index >= listeners_.size() || !listeners_[ud.index].used ||
+          listeners_[ud.index].gen != ud.gen)
+        return;
+      Listener& l = listeners_[ud.index];
+      if (!(cqe.flags & IORING_CQE_F_MORE)) {
+        l.armed = false;
+        if (cqe.res != -ECANCELED) Arm(ud.index);
+      }
+      if (cqe.res < 0) return;
+      UdpListenerInfo info{ud.index, l.gen, l.fd.get(), ConnectSide(l.key.pif), l.target,
+                           &l.label};
+      udp_.HandleListener(info, now_ns_);
+      return;
+    }
+    case kind::kUdpReply:
+      udp_.HandleCompletion(cqe, ud, now_ns_);
+      return;
+    case kind::kTcpConnect:
+    case kind::kTcpIn0:
+    case kind::kTcpIn1:
+    case kind::kTcpOut0:
+    case kind::kTcpOut1:
+      tcp_.HandleCompletion(cqe, ud);
+      return;
+    case kind::kWake: {
+      uint64_t v;
+      ssize_t ignored = read(wake_.get(), &v, sizeof(v));
+      (void)ignored;
+      if (!(cqe.flags & IORING_CQE_F_MORE))
+        ring_->PrepPollMultishot(wake_.get(), POLLIN, UserData{kind::kWake, 0, 0}.Pack());
+      return;
+    }
+    default:
+      return;
+  }
+}
+
+void Forwarder::OnAccept(uint32_t index, Fd client) {
+  Listener& l = listeners_[index];
+  // The default target is the loopback of the target side, of the family of
+  // the accepted connection (a dual-stack listener can see either).
+  Addr6 taddr = l.target.addr;
+  if (taddr.IsUnspecified6()) {
+    bool v4 = l.key.family() == AF_INET;
+    if (l.key.dual_stack) {
+      SockAddr local;
+      local.len = sizeof(local.ss);
+      if (getsockname(client.get(), local.sa(), &local.len) == 0) v4 = local.addr().IsV4();
+    }
+    taddr = v4 ? Addr6::Loopback4() : Addr6::Loopback6();
+  }
+  tcp_.Start(std::move(client), ConnectSide(l.key.pif), SockAddr::From(taddr, l.target.port),
+             l.label);
+}
+
+void Forwarder::Tick(int64_t now_ns) {
+  if (any_paused_) {
+    any_paused_ = false;
+    for (uint32_t i = 0; i < listeners_.size(); i++) {
+      Listener& l = listeners_[i];
+      if (!l.used || !l.paused) continue;
+      l.paused = false;
+      Arm(i);
+    }
+  }
+  if (now_ns >= next_expire_ns_) {
+    next_expire_ns_ = now_ns + 1000000000LL;
+    udp_.Expire(now_ns);
+  }
+  if (!scan_rules_.empty() && now_ns >= next_scan_ns_) {
+    next_scan_ns_ = now_ns + int64_t{opts_.scan_interval_ms} * 1000000;
+    Rescan();
+  }
+}
+
+void Forwarder::Rescan() {
+  // Our own listeners must not count as the other side listening.
+  absl::flat_hash_set<uint64_t> ours;
+  for (const Listener& l : listeners_)
+    if (l.used) ours.insert(l.inode);
+  PortSet ports[2][2];  // [host=0/target=1][tcp=0/udp=1]
+  bool have[2][2] = {{false, false}, {false, false}};
+  for (const ScanRule& s : scan_rules_) {
+    // HOST rules forward into the target side: scan it. SPLICE: scan the host.
+    int side = s.pif == PifId::kHost ? 1 : 0;
+    int proto = s.rule.proto == kProtoTcp ? 0 : 1;
+    if (!have[side][proto]) {
+      int diag = side ? diag_target_.get() : diag_host_.get();
+      absl::StatusOr<PortSet> got = ListeningPorts(diag, s.rule.proto, ours);
+      if (!got.ok()) {
+        LOG_RATELIMITED(log::Level::kWarn, "scan: %s", got.status().message());
+        return;
+      }
+      ports[side][proto] = *got;
+      have[side][proto] = true;
+    }
+    const PortSet& listening = ports[side][proto];
+    for (uint32_t p = s.rule.first; p <= s.rule.last; p++) {
+      ListenerKey key = KeyFor(s.pif, s.rule, p);
+      auto it = by_key_.find(key);
+      bool want = listening.test(s.rule.TargetPort(p));
+      if (want && it == by_key_.end()) {
+        int err = AddListener(key, TargetFor(s.rule, p), s.label, true);
+        if (err == 0)
+          LOG_INFO("%s: target side listens on %d, forwarding port %d", s.label,
+                   s.rule.TargetPort(p), p);
+        else
+          LOG_RATELIMITED(log::Level::kWarn, "%s: port %d: %s", s.label, p, std::strerror(err));
+      } else if (!want && it != by_key_.end() && listeners_[it->second].scanned) {
+        LOG_INFO("%s: target side stopped listening on %d, closing port %d", s.label,
+                 s.rule.TargetPort(p), p);
+        RemoveListener(it->second);
+      }
+    }
+  }
+}
+
+}  // namespace ringfwd

@@ -1,0 +1,151 @@
+// Forwarder: the data-plane thread's state and its event loop.
+//
+// Theory of operation. One io_uring ring serves everything: a multishot
+// accept on every TCP listener, a multishot poll on every UDP listener, the
+// sockets of TCP and UDP flows (see tcp_flow.h, udp_flow.h), and an eventfd
+// through which other threads wake the loop (stop, and later table swaps).
+// Each loop iteration submits what is queued, waits for completions (at most
+// a tick), dispatches them by the kind in their user_data, then runs the
+// flows that still have work, then the periodic jobs of the tick: resuming
+// listeners paused for lack of descriptors, expiring idle UDP flows, and
+// rescanning the target side for SCAN rules.
+//
+// Listeners live in slots with generations, found by key (listener.h). HOST
+// listeners are opened on the host and connect on the target side (the
+// namespace, or the host itself); SPLICE listeners are opened in the
+// namespace and connect on the host.
+#pragma once
+
+#include <sys/eventfd.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/statusor.h"
+#include "fwd/listener.h"
+#include "fwd/netns.h"
+#include "fwd/rule.h"
+#include "fwd/scan.h"
+#include "fwd/tcp_flow.h"
+#include "fwd/udp_flow.h"
+#include "uring/fd.h"
+#include "uring/ring.h"
+
+namespace ringfwd {
+
+struct ForwarderOptions {
+  std::string netns;  // NAME, PATH or PID; empty: the target side is the host
+  size_t max_tcp_flows = 16384;
+  size_t max_udp_flows = 4096;
+  int udp_timeout_s = 180;
+  size_t pipe_size = 1 << 20;
+  unsigned ring_entries = 4096;
+  int scan_interval_ms = 1000;
+};
+
+// Per-rule outcome of opening listeners.
+struct RuleBindReport {
+  uint32_t bound = 0;
+  uint32_t failed = 0;
+  int first_errno = 0;
+  uint16_t first_failed_port = 0;
+};
+
+class Forwarder {
+ public:
+  // Sets up the ring, the target side (namespace thread) and the eventfd.
+  static absl::StatusOr<std::unique_ptr<Forwarder>> Create(const ForwarderOptions& opts);
+  ~Forwarder();
+
+  // The caps the daemon offers for `pif` (HOST always, SPLICE with a
+  // namespace); 0 if the pif is not served.
+  uint32_t CapsFor(PifId pif) const;
+  // An empty table set with every served pif, names and caps filled in.
+  TableSet EmptyTables() const;
+  TargetContext Context() const { return TargetContext{netns_ != nullptr}; }
+
+  // Validates `tables` and opens their listeners (not SCAN rules: those open
+  // as the target side starts listening). A bind failure of a non-WEAK rule,
+  // or a WEAK rule that bound nothing, fails the start with the rule, address,
+  // port and errno; a WEAK rule's partial failure is logged.
+  absl::Status Start(const TableSet& tables);
+
+  // Runs the loop on the calling thread until Stop(). Returns an error only if
+  // the ring itself fails.
+  absl::Status Run();
+  // Asks Run() to return; async-signal-safe and thread-safe.
+  void Stop();
+
+  // The active tables (for printing at start, and for the control socket).
+  const TableSet& tables() const { return tables_; }
+  const TcpStats& tcp_stats() const { return tcp_.stats(); }
+  const UdpStats& udp_stats() const { return udp_.stats(); }
+  size_t listener_count() const { return by_key_.size(); }
+
+ private:
+  struct Listener {
+    bool used = false;
+    uint32_t gen = 0;
+    Fd fd;
+    ListenerKey key;
+    ListenerTarget target;
+    std::string label;  // the rule's text form
+    bool armed = false;
+    bool paused = false;    // out of descriptors; retried on the tick
+    bool scanned = false;   // opened by a SCAN rule
+    uint64_t inode = 0;
+  };
+  struct ScanRule {
+    PifId pif;
+    Rule rule;
+    std::string label;
+  };
+
+  Forwarder(const ForwarderOptions& opts, std::unique_ptr<Ring> ring);
+  SocketFactory* ListenSide(PifId pif);
+  SocketFactory* ConnectSide(PifId pif);
+  // Opens the listener for `key` on its side and registers it; returns the
+  // errno of the failing step (0 on success).
+  int AddListener(const ListenerKey& key, const ListenerTarget& target, const std::string& label,
+                  bool scanned);
+  void RemoveListener(uint32_t index);
+  void Arm(uint32_t index);
+  void OnAccept(uint32_t index, Fd client);
+  void Dispatch(const io_uring_cqe& cqe);
+  void Tick(int64_t now_ns);
+  void Rescan();
+  size_t ListenerBudget() const;
+
+  ForwarderOptions opts_;
+  std::unique_ptr<Ring> ring_;
+  HostSockets host_;
+  std::unique_ptr<NetNs> netns_;
+  Fd wake_;
+  std::atomic<bool> stop_{false};
+  TableSet tables_;
+
+  std::vector<Listener> listeners_;
+  std::vector<uint32_t> free_listeners_;
+  absl::flat_hash_map<ListenerKey, uint32_t> by_key_;
+  size_t fd_limit_ = 0;
+
+  std::vector<ScanRule> scan_rules_;
+  Fd diag_host_, diag_target_;
+
+  TcpFlows tcp_;
+  UdpFlows udp_;
+  int64_t now_ns_ = 0;
+  int64_t next_expire_ns_ = 0;
+  int64_t next_scan_ns_ = 0;
+  bool any_paused_ = false;
+};
+
+// Raises the soft RLIMIT_NOFILE to the hard limit; returns the new soft limit.
+size_t RaiseFdLimit();
+
+}  // namespace ringfwd

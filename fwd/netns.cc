@@ -1,0 +1,172 @@
+#include "fwd/netns.h"
+
+#include <fcntl.h>
+#include <net/if.h>
+#include <sched.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "uring/log.h"
+#include "uring/status.h"
+
+namespace ringfwd {
+
+absl::StatusOr<Fd> HostSockets::Socket(int family, int type) {
+  int fd = ::socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return ErrnoError(errno, "socket");
+  return Fd(fd);
+}
+
+absl::Status BringLoopbackUp() {
+  Fd s(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  if (!s) return ErrnoError(errno, "socket for loopback setup");
+  ifreq ifr{};
+  std::strncpy(ifr.ifr_name, "lo", IFNAMSIZ - 1);
+  if (ioctl(s.get(), SIOCGIFFLAGS, &ifr) < 0) return ErrnoError(errno, "get flags of lo");
+  if (ifr.ifr_flags & IFF_UP) return absl::OkStatus();
+  ifr.ifr_flags |= IFF_UP;
+  if (ioctl(s.get(), SIOCSIFFLAGS, &ifr) < 0) return ErrnoError(errno, "bring lo up");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<NetNs>> NetNs::Open(const std::string& spec) {
+  std::string path;
+  uint32_t pid;
+  if (spec.empty()) return absl::InvalidArgumentError("empty namespace name");
+  if (spec.find('/') != std::string::npos) {
+    path = spec;
+  } else if (absl::SimpleAtoi(spec, &pid)) {
+    path = absl::StrCat("/proc/", pid, "/ns/net");
+  } else {
+    path = absl::StrCat("/run/netns/", spec);
+  }
+  Fd nsfd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!nsfd) return ErrnoError(errno, absl::StrCat("namespace '", spec, "': open ", path));
+
+  std::unique_ptr<NetNs> ns(new NetNs());
+  ns->name_ = absl::StrCat("namespace ", spec);
+  std::promise<absl::Status> started;
+  auto fut = started.get_future();
+  int raw = nsfd.get();
+  ns->thread_ = std::thread([n = ns.get(), raw, &started] { n->ThreadMain(raw, &started); });
+  absl::Status st = fut.get();
+  if (!st.ok()) {
+    ns->thread_.join();
+    ns->thread_ = std::thread();
+    return absl::Status(st.code(),
+                        absl::StrCat("namespace '", spec, "' (", path, "): ", st.message()));
+  }
+  return ns;
+}
+
+NetNs::~NetNs() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void NetNs::ThreadMain(int nsfd, std::promise<absl::Status>* started) {
+  if (setns(nsfd, CLONE_NEWNET) < 0) {
+    started->set_value(ErrnoError(errno, "setns"));
+    return;
+  }
+  absl::Status lo = BringLoopbackUp();
+  if (!lo.ok()) {
+    started->set_value(lo);
+    return;
+  }
+  started->set_value(absl::OkStatus());
+  std::unique_lock<std::mutex> lock(mu_);
+  while (true) {
+    cv_.wait(lock, [this] { return stop_ || !tasks_.empty(); });
+    if (stop_) break;
+    auto task = std::move(tasks_.front());
+    tasks_.pop_front();
+    lock.unlock();
+    task();
+    lock.lock();
+  }
+}
+
+void NetNs::RunSync(const std::function<void()>& fn) {
+  std::promise<void> done;
+  auto fut = done.get_future();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    tasks_.push_back([&] {
+      fn();
+      done.set_value();
+    });
+  }
+  cv_.notify_all();
+  fut.wait();
+}
+
+absl::StatusOr<Fd> NetNs::Socket(int family, int type) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    Pool* pool = nullptr;
+    for (auto& p : pools_)
+      if (p.family == family && p.type == type) pool = &p;
+    if (!pool) {
+      pools_.push_back(Pool{family, type, {}, false});
+      pool = &pools_.back();
+    }
+    if (pool->fds.size() < kPoolTarget / 2 && !pool->refill_queued) {
+      pool->refill_queued = true;
+      tasks_.push_back([this] { Refill(); });
+      cv_.notify_all();
+    }
+    if (!pool->fds.empty()) {
+      Fd fd = std::move(pool->fds.back());
+      pool->fds.pop_back();
+      return fd;
+    }
+  }
+  // Pool empty (first use, or a burst): make one now on the namespace thread.
+  absl::StatusOr<Fd> out = absl::InternalError("not run");
+  RunSync([&] {
+    int fd = ::socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    out = fd < 0 ? absl::StatusOr<Fd>(ErrnoError(errno, "socket in " + name_)) : Fd(fd);
+  });
+  return out;
+}
+
+void NetNs::Refill() {
+  // Runs on the namespace thread. Sockets are made outside the lock.
+  std::vector<std::pair<int, int>> kinds;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& p : pools_) {
+      if (p.refill_queued) kinds.emplace_back(p.family, p.type);
+    }
+  }
+  for (auto [family, type] : kinds) {
+    std::vector<Fd> made;
+    for (size_t i = 0; i < kPoolTarget; i++) {
+      int fd = ::socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+      if (fd < 0) break;
+      made.emplace_back(fd);
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& p : pools_) {
+      if (p.family != family || p.type != type) continue;
+      while (!made.empty() && p.fds.size() < kPoolTarget) {
+        p.fds.push_back(std::move(made.back()));
+        made.pop_back();
+      }
+      p.refill_queued = false;
+    }
+  }
+}
+
+}  // namespace ringfwd

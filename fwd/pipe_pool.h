@@ -1,0 +1,48 @@
+// A pool of pipes for splice(2).
+//
+// A TCP flow holds a pipe only while bytes are in flight through it; an
+// empty pipe goes back to the pool, one that still holds bytes when its flow
+// dies is closed (its bytes belong to a dead connection and must never reach
+// the next one). Pipes are enlarged to the configured size once, at creation.
+#pragma once
+
+#include <cstddef>
+#include <vector>
+
+#include "uring/fd.h"
+
+namespace ringfwd {
+
+struct Pipe {
+  Fd r;  // read end
+  Fd w;  // write end
+  explicit operator bool() const { return r.valid(); }
+};
+
+class PipePool {
+ public:
+  // Pipes of `pipe_size` bytes (rounded by the kernel; the default size is
+  // kept if the kernel refuses); at most `keep` idle pipes are kept.
+  PipePool(size_t pipe_size, size_t keep) : pipe_size_(pipe_size), keep_(keep) {}
+
+  // An empty pipe from the pool or a new one; false (errno set) if pipe2 failed.
+  bool Get(Pipe* out);
+  // Returns an EMPTY pipe to the pool (closed if the pool is full).
+  void Put(Pipe&& p);
+  // The capacity of pipes this pool makes, as granted by the kernel.
+  size_t capacity() const { return capacity_; }
+  size_t idle() const { return idle_.size(); }
+  // Pipes created and not yet closed (in flows or idle), for tests and stats.
+  size_t live() const { return live_; }
+  // Closes a pipe that may still hold bytes.
+  void Discard(Pipe&& p);
+
+ private:
+  size_t pipe_size_;
+  size_t keep_;
+  size_t capacity_ = 65536;
+  size_t live_ = 0;
+  std::vector<Pipe> idle_;
+};
+
+}  // namespace ringfwd

@@ -1,0 +1,263 @@
+#include "fwd/tcp_flow.h"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "fwd/kinds.h"
+#include "uring/log.h"
+
+namespace ringfwd {
+namespace {
+
+constexpr uint32_t kNoFlow = UINT32_MAX;
+// splice() calls per direction per wake-up before yielding to other flows.
+constexpr int kBudget = 8;
+constexpr unsigned kInMask = POLLIN | POLLRDHUP;
+
+void SetNoDelay(int fd) {
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+void SetLingerZero(int fd) {
+  linger l{1, 0};
+  setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+}
+
+// Resets an unwanted accepted connection.
+void ResetFd(Fd fd) {
+  if (fd) SetLingerZero(fd.get());
+}
+
+}  // namespace
+
+TcpFlows::TcpFlows(Ring* ring, size_t max_flows, size_t pipe_size)
+    : ring_(ring), flows_(max_flows), pipe_size_(pipe_size), pipes_(pipe_size, 256) {
+  for (size_t i = 0; i < max_flows; i++) flows_[i].next_free = i + 1 < max_flows ? i + 1 : kNoFlow;
+  free_head_ = max_flows ? 0 : kNoFlow;
+  ready_.reserve(max_flows * 2);
+  running_.reserve(max_flows * 2);
+}
+
+TcpFlows::~TcpFlows() = default;
+
+void TcpFlows::Start(Fd client, SocketFactory* side, const SockAddr& target,
+                     const std::string& label) {
+  stats_.accepted++;
+  if (free_head_ == kNoFlow) {
+    stats_.table_full++;
+    LOG_RATELIMITED(log::Level::kWarn, "%s: flow table full (%d flows), connection reset", label,
+                    flows_.size());
+    ResetFd(std::move(client));
+    return;
+  }
+  absl::StatusOr<Fd> sock = side->Socket(target.family(), SOCK_STREAM);
+  if (!sock.ok()) {
+    stats_.connect_failed++;
+    LOG_RATELIMITED(log::Level::kWarn, "%s: %s, connection reset", label, sock.status().message());
+    ResetFd(std::move(client));
+    return;
+  }
+  SetNoDelay(client.get());
+  SetNoDelay(sock->get());
+  int ret = connect(sock->get(), target.sa(), target.len);
+  if (ret < 0 && errno != EINPROGRESS) {
+    stats_.connect_failed++;
+    LOG_RATELIMITED(log::Level::kInfo, "%s: connect to %s: %s, connection reset", label,
+                    target.ToString(), std::strerror(errno));
+    ResetFd(std::move(client));
+    return;
+  }
+  uint32_t index = free_head_;
+  Flow& f = flows_[index];
+  free_head_ = f.next_free;
+  active_++;
+  f.sock[0] = std::move(client);
+  f.sock[1] = std::move(*sock);
+  f.dir[0] = Dir{};
+  f.dir[1] = Dir{};
+  if (ret == 0) {
+    Open(index);
+  } else {
+    f.state = Flow::kConnecting;
+    ring_->PrepPoll(f.sock[1].get(), POLLOUT, Ud(kind::kTcpConnect, index));
+  }
+}
+
+void TcpFlows::Open(uint32_t index) {
+  Flow& f = flows_[index];
+  f.state = Flow::kOpen;
+  ArmIn(index, 0);
+  ArmIn(index, 1);
+}
+
+void TcpFlows::ArmIn(uint32_t index, int side) {
+  Flow& f = flows_[index];
+  ring_->PrepPollMultishot(f.sock[side].get(), kInMask, Ud(kind::kTcpIn0 + side, index));
+  f.in_armed[side] = true;
+}
+
+void TcpFlows::HandleCompletion(const io_uring_cqe& cqe, UserData ud) {
+  if (ud.index >= flows_.size()) return;
+  Flow& f = flows_[ud.index];
+  if (f.state == Flow::kFree || f.gen != (ud.gen & UserData::kGenMask)) return;  // stale
+  switch (ud.kind) {
+    case kind::kTcpConnect: {
+      if (f.state != Flow::kConnecting) return;
+      int err = 0;
+      socklen_t len = sizeof(err);
+      if (cqe.res < 0) {
+        err = -cqe.res;
+      } else if (getsockopt(f.sock[1].get(), SOL_SOCKET, SO_ERROR, &err, &len) < 0) {
+        err = errno;
+      }
+      if (err) {
+        stats_.connect_failed++;
+        LOG_RATELIMITED(log::Level::kInfo, "connect to target failed: %s, connection reset",
+                        std::strerror(err));
+        Close(ud.index, true);
+        return;
+      }
+      Open(ud.index);
+      return;
+    }
+    case kind::kTcpIn0:
+    case kind::kTcpIn1: {
+      int side = ud.kind - kind::kTcpIn0;
+      if (!(cqe.flags & IORING_CQE_F_MORE)) {
+        f.in_armed[side] = false;
+        // The multishot poll ended (overflow, or an error); arm it again
+        // unless that direction is finished.
+        if (!f.dir[side].eof) ArmIn(ud.index, side);
+      }
+      if (cqe.res < 0) return;
+      Move(ud.index, side);
+      return;
+    }
+    case kind::kTcpOut0:
+    case kind::kTcpOut1: {
+      int side = ud.kind - kind::kTcpOut0;  // the destination socket that drained
+      int d = 1 - side;
+      f.dir[d].out_wait = false;
+      Move(ud.index, d);
+      return;
+    }
+    default:
+      return;
+  }
+}
+
+void TcpFlows::Move(uint32_t index, int d) {
+  Flow& f = flows_[index];
+  if (f.state != Flow::kOpen) return;
+  Dir& D = f.dir[d];
+  if (D.out_wait) return;  // parked until the destination drains
+  int in = f.sock[d].get();
+  int out = f.sock[1 - d].get();
+  int iter = 0;
+  for (; iter < kBudget; iter++) {
+    if (D.pending) {
+      ssize_t m = splice(D.pipe.r.get(), nullptr, out, nullptr, D.pending,
+                         SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+      if (m < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN) {
+          D.out_wait = true;
+          ring_->PrepPoll(out, POLLOUT, Ud(kind::kTcpOut0 + (1 - d), index));
+          return;
+        }
+        Close(index, true);
+        return;
+      }
+      D.pending -= m;
+      stats_.bytes += m;
+      if (D.pending) continue;
+    }
+    if (D.eof) break;
+    if (!D.pipe && !pipes_.Get(&D.pipe)) {
+      LOG_RATELIMITED(log::Level::kWarn, "cannot create a pipe: %s; connection reset",
+                      std::strerror(errno));
+      Close(index, true);
+      return;
+    }
+    ssize_t n = splice(in, nullptr, D.pipe.w.get(), nullptr, pipes_.capacity(),
+                       SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    if (n > 0) {
+      D.pending += n;
+      continue;
+    }
+    if (n == 0) {
+      D.eof = true;
+      break;
+    }
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN) break;
+    Close(index, true);  // ECONNRESET, ETIMEDOUT...
+    return;
+  }
+  if (iter == kBudget && !D.queued) {
+    D.queued = true;
+    ready_.push_back(ReadyItem{index, f.gen, static_cast<uint8_t>(d)});
+  }
+  if (D.pending == 0 && D.pipe) pipes_.Put(std::move(D.pipe));
+  if (D.eof && D.pending == 0 && !D.shut) {
+    shutdown(out, SHUT_WR);
+    D.shut = true;
+  }
+  if (f.dir[0].shut && f.dir[1].shut) Close(index, false);
+}
+
+void TcpFlows::RunReady() {
+  running_.swap(ready_);
+  for (const ReadyItem& r : running_) {
+    Flow& f = flows_[r.index];
+    if (f.state == Flow::kFree || f.gen != r.gen) continue;
+    f.dir[r.dir].queued = false;
+    Move(r.index, r.dir);
+  }
+  running_.clear();
+}
+
+void TcpFlows::Close(uint32_t index, bool reset) {
+  Flow& f = flows_[index];
+  for (int s = 0; s < 2; s++) {
+    if (f.in_armed[s]) ring_->PrepPollRemove(Ud(kind::kTcpIn0 + s, index));
+    // A parked direction d has POLLOUT armed on socket 1 - d.
+    if (f.dir[1 - s].out_wait) ring_->PrepPollRemove(Ud(kind::kTcpOut0 + s, index));
+  }
+  if (f.state == Flow::kConnecting) ring_->PrepPollRemove(Ud(kind::kTcpConnect, index));
+  if (reset) {
+    stats_.resets++;
+    for (auto& s : f.sock)
+      if (s) SetLingerZero(s.get());
+  } else {
+    stats_.closed++;
+  }
+  for (auto& s : f.sock) s.Reset();
+  for (auto& d : f.dir) {
+    if (d.pending)
+      pipes_.Discard(std::move(d.pipe));
+    else
+      pipes_.Put(std::move(d.pipe));
+    d = Dir{};
+  }
+  f.in_armed[0] = f.in_armed[1] = false;
+  f.state = Flow::kFree;
+  f.gen = (f.gen + 1) & UserData::kGenMask;
+  f.next_free = free_head_;
+  free_head_ = index;
+  active_--;
+}
+
+void TcpFlows::CloseAll() {
+  for (uint32_t i = 0; i < flows_.size(); i++)
+    if (flows_[i].state != Flow::kFree) Close(i, true);
+}
+
+}  // namespace ringfwd

@@ -1,0 +1,117 @@
+// TCP flows: one accepted connection spliced to one target connection.
+//
+// Theory of operation. A flow is a preallocated slot with a generation
+// number; every submission for it carries (kind, generation, index), so a
+// completion that arrives after the slot was freed and reused is recognised
+// and dropped.
+//
+//   Start ---> CONNECTING --(POLLOUT, SO_ERROR == 0)--> OPEN --(both
+//   directions shut)--> closed        any error or reset --> reset both
+//
+// In OPEN, each socket has a multishot POLLIN armed. Bytes move with
+// splice(2) from the readable socket into a pipe and from the pipe into the
+// other socket, on this thread (io_uring's own splice runs on worker threads
+// and was slower; see README). A direction takes a pipe from the pool only
+// while bytes are in flight. When the destination is full the direction
+// parks (a one-shot POLLOUT is armed) and stops reading its source, so the
+// source's kernel buffer fills and TCP flow control pushes back on the peer:
+// nothing is buffered here beyond one pipe. EOF on a source, once its pipe is
+// drained, becomes shutdown(SHUT_WR) on the destination (half-close); a reset
+// or error on either side closes both with SO_LINGER 0, so the other peer
+// sees a reset too. Work per wake-up is bounded; a direction with more to do
+// goes on a ready list that runs after the current batch of completions.
+#pragma once
+
+#include <liburing.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "fwd/addr.h"
+#include "fwd/netns.h"
+#include "fwd/pipe_pool.h"
+#include "uring/fd.h"
+#include "uring/ring.h"
+#include "uring/user_data.h"
+
+namespace ringfwd {
+
+struct TcpStats {
+  uint64_t accepted = 0;
+  uint64_t connect_failed = 0;
+  uint64_t resets = 0;
+  uint64_t closed = 0;
+  uint64_t table_full = 0;
+  uint64_t bytes = 0;
+};
+
+class TcpFlows {
+ public:
+  // `max_flows` slots are allocated now; pipes are `pipe_size` bytes.
+  TcpFlows(Ring* ring, size_t max_flows, size_t pipe_size);
+  ~TcpFlows();
+
+  // Takes an accepted connection and starts connecting to `target` with a
+  // socket from `side`. On any failure the client is reset and the reason
+  // logged (rate-limited) with `label` (the rule).
+  void Start(Fd client, SocketFactory* side, const SockAddr& target, const std::string& label);
+
+  // Handles a completion of kind kTcpConnect, kTcpIn0/1 or kTcpOut0/1.
+  void HandleCompletion(const io_uring_cqe& cqe, UserData ud);
+
+  // Continues directions that ran out of budget in the last batch.
+  void RunReady();
+  bool HasReady() const { return !ready_.empty(); }
+
+  // Resets every open flow (shutdown).
+  void CloseAll();
+
+  size_t active() const { return active_; }
+  const TcpStats& stats() const { return stats_; }
+  const PipePool& pipes() const { return pipes_; }
+
+ private:
+  struct Dir {
+    Pipe pipe;
+    uint32_t pending = 0;  // bytes in the pipe
+    bool eof = false;      // source reached EOF
+    bool shut = false;     // destination shut down for writing
+    bool out_wait = false;  // POLLOUT armed on the destination
+    bool queued = false;    // on the ready list
+  };
+  struct Flow {
+    enum State : uint8_t { kFree, kConnecting, kOpen };
+    State state = kFree;
+    uint32_t gen = 0;
+    Fd sock[2];  // 0: accepted side, 1: target side
+    Dir dir[2];  // dir[i] moves sock[i] -> sock[1 - i]
+    bool in_armed[2] = {false, false};
+    uint32_t next_free = 0;
+  };
+  struct ReadyItem {
+    uint32_t index;
+    uint32_t gen;
+    uint8_t dir;
+  };
+
+  uint64_t Ud(uint8_t kind, uint32_t index) const {
+    return UserData{kind, flows_[index].gen, index}.Pack();
+  }
+  void Open(uint32_t index);
+  void ArmIn(uint32_t index, int side);
+  void Move(uint32_t index, int d);
+  void Close(uint32_t index, bool reset);
+
+  Ring* ring_;
+  std::vector<Flow> flows_;
+  uint32_t free_head_;
+  size_t active_ = 0;
+  size_t pipe_size_;
+  PipePool pipes_;
+  std::vector<ReadyItem> ready_;
+  std::vector<ReadyItem> running_;
+  TcpStats stats_;
+};
+
+}  // namespace ringfwd

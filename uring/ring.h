@@ -1,0 +1,72 @@
+// Ring: an RAII io_uring with completion dispatch.
+//
+// One Ring is owned by one thread (the data-plane thread). Submissions are
+// queued with GetSqe() and handed to the kernel in batches by Submit() or
+// implicitly by the wait in RunOnce(); a full submission queue is a state,
+// not an error: GetSqe() flushes it and tries again.
+#pragma once
+
+#include <liburing.h>
+
+#include <cstdint>
+#include <memory>
+
+#include "absl/status/statusor.h"
+
+namespace ringfwd {
+
+class Ring {
+ public:
+  // Sets up a ring of `entries` submission slots (completion queue twice
+  // that). Fails with a message naming the cause when io_uring is not
+  // available: disabled by sysctl kernel.io_uring_disabled, blocked by a
+  // seccomp filter or a container (EPERM/ENOSYS), or out of memory.
+  static absl::StatusOr<std::unique_ptr<Ring>> Create(unsigned entries);
+  ~Ring();
+  Ring(const Ring&) = delete;
+  Ring& operator=(const Ring&) = delete;
+
+  // A free submission entry, with user_data cleared. Flushes the queue to the
+  // kernel when it is full. Never returns nullptr.
+  io_uring_sqe* GetSqe();
+
+  // Hands every queued submission to the kernel; returns how many, or -errno.
+  int Submit();
+
+  // Submits, waits until at least one completion is ready or `timeout_ms`
+  // passes (-1: no timeout), then calls handler(const io_uring_cqe&) for every
+  // ready completion. Returns the number handled, or -errno (-EINTR when a
+  // signal arrived, -ETIME on timeout with nothing handled).
+  template <typename Handler>
+  int RunOnce(int timeout_ms, Handler&& handler) {
+    int ret = SubmitAndWait(timeout_ms);
+    if (ret < 0 && ret != -ETIME) return ret;
+    int n = 0;
+    unsigned head;
+    io_uring_cqe* cqe;
+    io_uring_for_each_cqe(&ring_, head, cqe) {
+      handler(*cqe);
+      n++;
+    }
+    io_uring_cq_advance(&ring_, n);
+    return n > 0 ? n : ret;
+  }
+
+  // Queues a single-shot poll / multishot poll / poll removal / cancel.
+  void PrepPoll(int fd, unsigned mask, uint64_t user_data);
+  void PrepPollMultishot(int fd, unsigned mask, uint64_t user_data);
+  void PrepPollRemove(uint64_t target_user_data);
+  void PrepCancel(uint64_t target_user_data);
+  void PrepMultishotAccept(int fd, uint64_t user_data);
+
+  io_uring* raw() { return &ring_; }
+
+ private:
+  Ring() = default;
+  int SubmitAndWait(int timeout_ms);
+
+  io_uring ring_{};
+  bool initialized_ = false;
+};
+
+}  // namespace ringfwd
