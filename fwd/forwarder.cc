@@ -331,6 +331,7 @@ void Forwarder::OnAccept(uint32_t index, Fd client) {
 }
 
 void Forwarder::Tick(int64_t now_ns) {
+  if (tick_hook_) tick_hook_();
   if (any_paused_) {
     any_paused_ = false;
     for (uint32_t i = 0; i < listeners_.size(); i++) {

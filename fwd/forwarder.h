@@ -20,6 +20,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -80,6 +81,9 @@ class Forwarder {
   absl::Status Run();
   // Asks Run() to return; async-signal-safe and thread-safe.
   void Stop();
+  // Calls `hook` on the loop thread after each batch of completions, and at
+  // least every 100 ms.
+  void SetTickHook(std::function<void()> hook) { tick_hook_ = std::move(hook); }
 
   // The active tables (for printing at start, and for the control socket).
   const TableSet& tables() const { return tables_; }
@@ -143,6 +147,7 @@ class Forwarder {
   int64_t next_expire_ns_ = 0;
   int64_t next_scan_ns_ = 0;
   bool any_paused_ = false;
+  std::function<void()> tick_hook_;
 };
 
 // Raises the soft RLIMIT_NOFILE to the hard limit; returns the new soft limit.

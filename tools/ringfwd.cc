@@ -1,0 +1,290 @@
+// ringfwd: the port-forwarding daemon.
+//
+// Parses the command line into tables, sets up the forwarder (ring, target
+// namespace, listeners), prints the active tables, and runs the data-plane
+// loop on the main thread until SIGTERM or SIGINT.
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "fwd/forwarder.h"
+#include "fwd/port_spec.h"
+#include "fwd/rule.h"
+#include "uring/log.h"
+
+namespace ringfwd {
+namespace {
+
+constexpr const char* kVersion = "ringfwd 0.1";
+
+void Usage(FILE* out) {
+  std::fprintf(out, R"(Usage: ringfwd [OPTION]...
+Forward TCP and UDP ports between the host and a target network namespace
+(or host addresses), with an io_uring data path.
+
+  -t, --tcp-ports SPEC    HOST TCP rules: listen on the host, connect on the
+                          target side (repeatable)
+  -u, --udp-ports SPEC    HOST UDP rules (repeatable)
+  -T, --tcp-ns SPEC       SPLICE TCP rules: listen in the namespace (on lo
+                          unless an interface is given), connect on the host
+  -U, --udp-ns SPEC       SPLICE UDP rules
+      --netns NS          target namespace: a name under /run/netns, a path to
+                          a namespace file, or a pid
+  -c, --control PATH      control socket for pesto clients (mode 0600)
+  -d, --debug             debug logging
+      --log-file FILE     log to FILE instead of stderr (SIGHUP reopens it)
+      --pid FILE          write the daemon's pid to FILE
+      --daemon            detach and run in the background
+      --udp-timeout SEC   idle UDP flows expire after SEC seconds (default 180)
+      --max-tcp-flows N   concurrent TCP connections (default 16384)
+      --max-udp-flows N   concurrent UDP flows (default 4096)
+      --pipe-size BYTES   splice pipe size (default 1048576)
+  -h, --help              this help
+      --version           print the version
+
+SPEC is the port syntax of pasta and pesto, e.g. 22, 8080:80, 22-80:32-90,
+127.0.0.1/8000-8010:9000-9010, 192.0.2.1%%eth0/443:8443, 5-25,~10-20, all,
+auto, none. Without --netns a HOST rule connects on the host itself, so it
+must remap its port or name a target address (-t 8080:80, -t
+8080:192.0.2.9).
+
+Example: ringfwd --netns ns1 -t 8080:80 -u 5353:53
+)");
+}
+
+std::atomic<Forwarder*> g_forwarder{nullptr};
+std::atomic<bool> g_reopen{false};
+
+void OnSignal(int sig) {
+  if (sig == SIGHUP) {
+    g_reopen = true;
+    return;
+  }
+  if (Forwarder* f = g_forwarder.load()) f->Stop();
+}
+
+struct Args {
+  ForwarderOptions fwd;
+  std::vector<std::pair<char, std::string>> specs;
+  std::string control;
+  std::string log_file;
+  std::string pid_file;
+  bool daemon = false;
+  bool debug = false;
+};
+
+bool ParseSize(const char* text, const char* what, size_t min, size_t* out) {
+  uint64_t v;
+  if (!absl::SimpleAtoi(text, &v) || v < min) {
+    std::fprintf(stderr, "ringfwd: invalid %s '%s'\n", what, text);
+    return false;
+  }
+  *out = v;
+  return true;
+}
+
+// Returns an exit code >= 0 to stop, -1 to go on.
+int ParseArgs(int argc, char** argv, Args* a) {
+  enum {
+    kNetns = 256, kLogFile, kPid, kDaemon, kUdpTimeout, kMaxTcp, kMaxUdp, kPipeSize, kVersionOpt
+  };
+  static const option kLong[] = {
+      {"tcp-ports", required_argument, nullptr, 't'},
+      {"udp-ports", required_argument, nullptr, 'u'},
+      {"tcp-ns", required_argument, nullptr, 'T'},
+      {"udp-ns", required_argument, nullptr, 'U'},
+      {"control", required_argument, nullptr, 'c'},
+      {"debug", no_argument, nullptr, 'd'},
+      {"help", no_argument, nullptr, 'h'},
+      {"netns", required_argument, nullptr, kNetns},
+      {"log-file", required_argument, nullptr, kLogFile},
+      {"pid", required_argument, nullptr, kPid},
+      {"daemon", no_argument, nullptr, kDaemon},
+      {"udp-timeout", required_argument, nullptr, kUdpTimeout},
+      {"max-tcp-flows", required_argument, nullptr, kMaxTcp},
+      {"max-udp-flows", required_argument, nullptr, kMaxUdp},
+      {"pipe-size", required_argument, nullptr, kPipeSize},
+      {"version", no_argument, nullptr, kVersionOpt},
+      {nullptr, 0, nullptr, 0},
+  };
+  int c;
+  size_t v;
+  while ((c = getopt_long(argc, argv, "t:u:T:U:c:dh", kLong, nullptr)) != -1) {
+    switch (c) {
+      case 't':
+      case 'u':
+      case 'T':
+      case 'U':
+        a->specs.emplace_back(static_cast<char>(c), optarg);
+        break;
+      case 'c':
+        a->control = optarg;
+        break;
+      case 'd':
+        a->debug = true;
+        break;
+      case 'h':
+        Usage(stdout);
+        return 0;
+      case kNetns:
+        a->fwd.netns = optarg;
+        break;
+      case kLogFile:
+        a->log_file = optarg;
+        break;
+      case kPid:
+        a->pid_file = optarg;
+        break;
+      case kDaemon:
+        a->daemon = true;
+        break;
+      case kUdpTimeout:
+        if (!ParseSize(optarg, "UDP timeout", 1, &v)) return 1;
+        a->fwd.udp_timeout_s = static_cast<int>(std::min<size_t>(v, 86400 * 365));
+        break;
+      case kMaxTcp:
+        if (!ParseSize(optarg, "flow count", 1, &v)) return 1;
+        a->fwd.max_tcp_flows = std::min<size_t>(v, 1 << 22);
+        break;
+      case kMaxUdp:
+        if (!ParseSize(optarg, "flow count", 1, &v)) return 1;
+        a->fwd.max_udp_flows = std::min<size_t>(v, 1 << 22);
+        break;
+      case kPipeSize:
+        if (!ParseSize(optarg, "pipe size", 4096, &v)) return 1;
+        a->fwd.pipe_size = std::min<size_t>(v, 1 << 26);
+        break;
+      case kVersionOpt:
+        std::printf("%s\n", kVersion);
+        return 0;
+      default:
+        std::fprintf(stderr, "Try 'ringfwd --help'.\n");
+        return 1;
+    }
+  }
+  if (optind < argc) {
+    std::fprintf(stderr, "ringfwd: unexpected argument '%s'\nTry 'ringfwd --help'.\n",
+                 argv[optind]);
+    return 1;
+  }
+  return -1;
+}
+
+// Builds the tables from the -t/-u/-T/-U options, in order.
+absl::Status BuildTables(const Args& a, TableSet* set) {
+  PortRange eph = ReadEphemeralRange();
+  for (const auto& [opt, spec] : a.specs) {
+    PortSpecOptions o;
+    o.pif = (opt == 't' || opt == 'u') ? PifId::kHost : PifId::kSplice;
+    o.proto = (opt == 't' || opt == 'T') ? kProtoTcp : kProtoUdp;
+    o.ephemeral = eph;
+    absl::StatusOr<std::vector<Rule>> rules = ParsePortSpec(spec, o);
+    if (!rules.ok())
+      return absl::InvalidArgumentError(absl::StrCat("-", std::string(1, opt), " ", spec, ": ",
+                                                     rules.status().message()));
+    Table* t = set->Find(o.pif);
+    if (!t) {
+      if (rules->empty()) continue;
+      return absl::InvalidArgumentError(absl::StrCat(
+          "-", std::string(1, opt), " ", spec, ": ", PifName(o.pif),
+          " rules listen inside the target namespace and need --netns"));
+    }
+    t->rules.insert(t->rules.end(), rules->begin(), rules->end());
+  }
+  return absl::OkStatus();
+}
+
+void PrintTables(const TableSet& set) {
+  for (const Table& t : set.tables) {
+    LOG_INFO("%s: %d rule%s", t.name, t.rules.size(), t.rules.size() == 1 ? "" : "s");
+    for (const Rule& r : t.rules) LOG_INFO("  %s", RuleText(r));
+  }
+}
+
+int Main(int argc, char** argv) {
+  Args a;
+  int rc = ParseArgs(argc, argv, &a);
+  if (rc >= 0) return rc;
+  if (a.debug) log::SetLevel(log::Level::kDebug);
+  if (!a.log_file.empty()) {
+    absl::Status st = log::SetFile(a.log_file);
+    if (!st.ok()) {
+      std::fprintf(stderr, "ringfwd: %s\n", std::string(st.message()).c_str());
+      return 1;
+    }
+  }
+  signal(SIGPIPE, SIG_IGN);
+
+  absl::StatusOr<std::unique_ptr<Forwarder>> fwd = Forwarder::Create(a.fwd);
+  if (!fwd.ok()) {
+    std::fprintf(stderr, "ringfwd: %s\n", std::string(fwd.status().message()).c_str());
+    return 1;
+  }
+  TableSet tables = (*fwd)->EmptyTables();
+  absl::Status st = BuildTables(a, &tables);
+  if (st.ok()) st = (*fwd)->Start(tables);
+  if (!st.ok()) {
+    std::fprintf(stderr, "ringfwd: %s\n", std::string(st.message()).c_str());
+    return 1;
+  }
+  if (!a.control.empty())
+    LOG_WARN("control socket %s: not served by this build yet", a.control);
+
+  if (a.daemon) {
+    if (daemon(0, a.log_file.empty() ? 0 : 0) < 0) {
+      std::fprintf(stderr, "ringfwd: daemon: %s\n", std::strerror(errno));
+      return 1;
+    }
+  }
+  if (!a.pid_file.empty()) {
+    std::ofstream pf(a.pid_file, std::ios::trunc);
+    pf << getpid() << "\n";
+    if (!pf) LOG_WARN("cannot write pid file %s", a.pid_file);
+  }
+
+  g_forwarder = fwd->get();
+  struct sigaction sa{};
+  sa.sa_handler = OnSignal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGHUP, &sa, nullptr);
+
+  LOG_INFO("%s ready, target side: %s", kVersion,
+           a.fwd.netns.empty() ? "host" : "namespace " + a.fwd.netns);
+  PrintTables((*fwd)->tables());
+  (*fwd)->SetTickHook([] {
+    if (g_reopen.exchange(false)) {
+      absl::Status s = log::Reopen();
+      if (!s.ok()) LOG_WARN("reopen log: %s", s.message());
+    }
+  });
+  st = (*fwd)->Run();
+  g_forwarder = nullptr;
+  if (!a.pid_file.empty()) unlink(a.pid_file.c_str());
+  if (!st.ok()) {
+    LOG_ERR("%s", st.message());
+    return 1;
+  }
+  const TcpStats& ts = (*fwd)->tcp_stats();
+  LOG_INFO("shutting down: %d TCP connections forwarded, %d UDP flows", ts.accepted,
+           (*fwd)->udp_stats().flows_created);
+  return 0;
+}
+
+}  // namespace
+}  // namespace ringfwd
+
+int main(int argc, char** argv) { return ringfwd::Main(argc, argv); }
