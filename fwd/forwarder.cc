@@ -109,6 +109,12 @@ int Forwarder::AddListener(const ListenerKey& key, const ListenerTarget& target,
     LOG_DEBUG("%s: %s %s: %s", label, r.step, key.ToString(), std::strerror(r.err));
     return r.err;
   }
+  AttachListener(key, std::move(r.fd), target, label, scanned);
+  return 0;
+}
+
+uint32_t Forwarder::AttachListener(const ListenerKey& key, Fd fd, const ListenerTarget& target,
+                                   const std::string& label, bool scanned) {
   uint32_t index;
   if (!free_listeners_.empty()) {
     index = free_listeners_.back();
@@ -119,17 +125,49 @@ int Forwarder::AddListener(const ListenerKey& key, const ListenerTarget& target,
   }
   Listener& l = listeners_[index];
   l.used = true;
-  l.fd = std::move(r.fd);
+  l.fd = std::move(fd);
   l.key = key;
   l.target = target;
   l.label = label;
   l.armed = false;
   l.paused = false;
+  l.disarmed = false;
   l.scanned = scanned;
   l.inode = InodeOf(l.fd.get());
   by_key_[key] = index;
   Arm(index);
-  return 0;
+  return index;
+}
+
+void Forwarder::Disarm(uint32_t index) {
+  Listener& l = listeners_[index];
+  if (l.armed) {
+    if (l.key.proto == kProtoTcp)
+      ring_->PrepCancel(UserData{kind::kAccept, l.gen, index}.Pack());
+    else
+      ring_->PrepPollRemove(UserData{kind::kUdpListen, l.gen, index}.Pack());
+  }
+  l.armed = false;
+  l.paused = false;
+  l.disarmed = true;
+  // Completions of the cancelled request must not match a re-arm: a new
+  // generation makes them stale.
+  l.gen = (l.gen + 1) & UserData::kGenMask;
+}
+
+Fd Forwarder::DetachListener(uint32_t index) {
+  Listener& l = listeners_[index];
+  Disarm(index);
+  if (l.key.proto == kProtoUdp) udp_.FlushListener(index);
+  // Hand the cancel to the kernel now, so that the request's reference to
+  // the socket is gone when the caller closes it to bind the port again.
+  ring_->Submit();
+  by_key_.erase(l.key);
+  Fd fd = std::move(l.fd);
+  l.used = false;
+  l.disarmed = false;
+  free_listeners_.push_back(index);
+  return fd;
 }
 
 void Forwarder::Arm(uint32_t index) {
@@ -145,22 +183,7 @@ void Forwarder::Arm(uint32_t index) {
   l.armed = true;
 }
 
-void Forwarder::RemoveListener(uint32_t index) {
-  Listener& l = listeners_[index];
-  if (l.armed) {
-    if (l.key.proto == kProtoTcp)
-      ring_->PrepCancel(UserData{kind::kAccept, l.gen, index}.Pack());
-    else
-      ring_->PrepPollRemove(UserData{kind::kUdpListen, l.gen, index}.Pack());
-  }
-  if (l.key.proto == kProtoUdp) udp_.FlushListener(index);
-  by_key_.erase(l.key);
-  l.fd.Reset();
-  l.used = false;
-  l.armed = false;
-  l.gen = (l.gen + 1) & UserData::kGenMask;
-  free_listeners_.push_back(index);
-}
+void Forwarder::RemoveListener(uint32_t index) { DetachListener(index).Reset(); }
 
 absl::Status Forwarder::Start(const TableSet& tables) {
   RINGFWD_RETURN_IF_ERROR(ValidateTableSet(tables, Context()));
@@ -177,10 +200,7 @@ absl::Status Forwarder::Start(const TableSet& tables) {
   for (const Table& t : active.tables) {
     for (const Rule& rule : t.rules) {
       std::string label = RuleText(rule);
-      if (rule.scan()) {
-        scan_rules_.push_back(ScanRule{t.pif, rule, label});
-        continue;
-      }
+      if (rule.scan()) continue;
       RuleBindReport rep;
       for (uint32_t p = rule.first; p <= rule.last; p++) {
         int err = AddListener(KeyFor(t.pif, rule, p), TargetFor(rule, p), label, false);
@@ -208,16 +228,66 @@ absl::Status Forwarder::Start(const TableSet& tables) {
       LOG_WARN("%s", what);
     }
   }
-  tables_ = std::move(active);
-  if (!scan_rules_.empty()) {
+  {
+    std::lock_guard<std::mutex> lock(tables_mu_);
+    tables_ = std::move(active);
+  }
+  if (netns_) {
+    // Scanning sockets for SCAN rules, one per side (SCAN needs a namespace).
     RINGFWD_ASSIGN_OR_RETURN(diag_host_, OpenSockDiag());
     absl::StatusOr<Fd> nd = absl::InternalError("no namespace");
-    if (netns_) netns_->RunSync([&] { nd = OpenSockDiag(); });
+    netns_->RunSync([&] { nd = OpenSockDiag(); });
     RINGFWD_RETURN_IF_ERROR(nd.status());
     diag_target_ = std::move(*nd);
-    Rescan();
   }
+  SetScanRules(tables_);
+  if (!scan_rules_.empty()) Rescan();
   return absl::OkStatus();
+}
+
+void Forwarder::SetScanRules(const TableSet& tables) {
+  scan_rules_.clear();
+  for (const Table& t : tables.tables)
+    for (const Rule& rule : t.rules)
+      if (rule.scan()) scan_rules_.push_back(ScanRule{t.pif, rule, RuleText(rule)});
+}
+
+TableSet Forwarder::Tables() const {
+  std::lock_guard<std::mutex> lock(tables_mu_);
+  return tables_;
+}
+
+void Forwarder::RunOnLoop(const std::function<void()>& fn) {
+  std::promise<void> done;
+  {
+    std::lock_guard<std::mutex> lock(tasks_mu_);
+    if (loop_running_) {
+      tasks_.emplace_back(&fn, &done);
+    } else {
+      done.set_value();
+    }
+  }
+  auto fut = done.get_future();
+  if (fut.wait_for(std::chrono::seconds(0)) == std::future_status::ready) {
+    fn();  // the loop is not running: the caller is the only thread
+    return;
+  }
+  uint64_t one = 1;
+  ssize_t ignored = write(wake_.get(), &one, sizeof(one));
+  (void)ignored;
+  fut.wait();
+}
+
+void Forwarder::RunLoopTasks() {
+  std::vector<std::pair<const std::function<void()>*, std::promise<void>*>> tasks;
+  {
+    std::lock_guard<std::mutex> lock(tasks_mu_);
+    tasks.swap(tasks_);
+  }
+  for (auto& [fn, done] : tasks) {
+    (*fn)();
+    done->set_value();
+  }
 }
 
 void Forwarder::Stop() {
@@ -229,6 +299,10 @@ void Forwarder::Stop() {
 
 absl::Status Forwarder::Run() {
   ring_->PrepPollMultishot(wake_.get(), POLLIN, UserData{kind::kWake, 0, 0}.Pack());
+  {
+    std::lock_guard<std::mutex> lock(tasks_mu_);
+    loop_running_ = true;
+  }
   now_ns_ = MonoNs();
   next_expire_ns_ = now_ns_ + 1000000000LL;
   next_scan_ns_ = now_ns_ + int64_t{opts_.scan_interval_ms} * 1000000;
@@ -241,6 +315,11 @@ absl::Status Forwarder::Run() {
     tcp_.RunReady();
     Tick(now_ns_);
   }
+  {
+    std::lock_guard<std::mutex> lock(tasks_mu_);
+    loop_running_ = false;
+  }
+  RunLoopTasks();  // whoever waits on a task must not wait forever
   return absl::OkStatus();
 }
 
@@ -271,7 +350,7 @@ void Forwarder::Dispatch(const io_uring_cqe& cqe) {
       } else if (cqe.res != -ECANCELED) {
         LOG_RATELIMITED(log::Level::kWarn, "%s: accept: %s", l.label, std::strerror(-cqe.res));
       }
-      if (!l.armed && !l.paused && cqe.res != -ECANCELED) Arm(ud.index);
+      if (!l.armed && !l.paused && !l.disarmed && cqe.res != -ECANCELED) Arm(ud.index);
       return;
     }
     case kind::kUdpListen: {
@@ -281,11 +360,10 @@ void Forwarder::Dispatch(const io_uring_cqe& cqe) {
       Listener& l = listeners_[ud.index];
       if (!(cqe.flags & IORING_CQE_F_MORE)) {
         l.armed = false;
-        if (cqe.res != -ECANCELED) Arm(ud.index);
+        if (cqe.res != -ECANCELED && !l.disarmed) Arm(ud.index);
       }
       if (cqe.res < 0) return;
-      UdpListenerInfo info{ud.index, l.gen, l.fd.get(), ConnectSide(l.key.pif), l.target,
-                           &l.label};
+      UdpListenerInfo info{ud.index, l.gen, l.fd.get(), ConnectSide(l.key.pif), l.target, &l.label};
       udp_.HandleListener(info, now_ns_);
       return;
     }
@@ -305,6 +383,7 @@ void Forwarder::Dispatch(const io_uring_cqe& cqe) {
       (void)ignored;
       if (!(cqe.flags & IORING_CQE_F_MORE))
         ring_->PrepPollMultishot(wake_.get(), POLLIN, UserData{kind::kWake, 0, 0}.Pack());
+      RunLoopTasks();
       return;
     }
     default:
@@ -336,7 +415,7 @@ void Forwarder::Tick(int64_t now_ns) {
     any_paused_ = false;
     for (uint32_t i = 0; i < listeners_.size(); i++) {
       Listener& l = listeners_[i];
-      if (!l.used || !l.paused) continue;
+      if (!l.used || !l.paused || l.disarmed) continue;
       l.paused = false;
       Arm(i);
     }
@@ -345,7 +424,7 @@ void Forwarder::Tick(int64_t now_ns) {
     next_expire_ns_ = now_ns + 1000000000LL;
     udp_.Expire(now_ns);
   }
-  if (!scan_rules_.empty() && now_ns >= next_scan_ns_) {
+  if (!scan_rules_.empty() && !scan_paused_ && now_ns >= next_scan_ns_) {
     next_scan_ns_ = now_ns + int64_t{opts_.scan_interval_ms} * 1000000;
     Rescan();
   }

@@ -21,7 +21,9 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <future>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -85,7 +87,14 @@ class Forwarder {
   // least every 100 ms.
   void SetTickHook(std::function<void()> hook) { tick_hook_ = std::move(hook); }
 
-  // The active tables (for printing at start, and for the control socket).
+  // Runs `fn` on the loop thread between completions and waits for it: the
+  // control submission through which table swaps reach the data plane. Runs
+  // `fn` on the caller's thread when the loop is not running. Thread-safe.
+  void RunOnLoop(const std::function<void()>& fn);
+
+  // A copy of the active tables. Thread-safe.
+  TableSet Tables() const;
+  // The active tables; only from the loop thread or before Run().
   const TableSet& tables() const { return tables_; }
   const TcpStats& tcp_stats() const { return tcp_.stats(); }
   const UdpStats& udp_stats() const { return udp_.stats(); }
@@ -102,8 +111,10 @@ class Forwarder {
     bool armed = false;
     bool paused = false;    // out of descriptors; retried on the tick
     bool scanned = false;   // opened by a SCAN rule
+    bool disarmed = false;  // kept open but not accepting (old-only, mid-swap)
     uint64_t inode = 0;
   };
+  friend class TableSwap;
   struct ScanRule {
     PifId pif;
     Rule rule;
@@ -117,7 +128,16 @@ class Forwarder {
   // errno of the failing step (0 on success).
   int AddListener(const ListenerKey& key, const ListenerTarget& target, const std::string& label,
                   bool scanned);
+  // Registers an open socket as listener for `key` and arms it.
+  uint32_t AttachListener(const ListenerKey& key, Fd fd, const ListenerTarget& target,
+                          const std::string& label, bool scanned);
+  // Stops accepting on the listener; the socket stays open (and bound).
+  void Disarm(uint32_t index);
+  // Unregisters the listener and returns its socket (its accept cancelled).
+  Fd DetachListener(uint32_t index);
   void RemoveListener(uint32_t index);
+  void SetScanRules(const TableSet& tables);
+  void RunLoopTasks();
   void Arm(uint32_t index);
   void OnAccept(uint32_t index, Fd client);
   void Dispatch(const io_uring_cqe& cqe);
@@ -148,6 +168,12 @@ class Forwarder {
   int64_t next_scan_ns_ = 0;
   bool any_paused_ = false;
   std::function<void()> tick_hook_;
+  bool scan_paused_ = false;  // during a table swap
+
+  mutable std::mutex tasks_mu_;
+  std::vector<std::pair<const std::function<void()>*, std::promise<void>*>> tasks_;
+  bool loop_running_ = false;     // guarded by tasks_mu_
+  mutable std::mutex tables_mu_;  // guards tables_ writes from the loop vs Tables()
 };
 
 // Raises the soft RLIMIT_NOFILE to the hard limit; returns the new soft limit.

@@ -18,8 +18,8 @@ namespace {
 constexpr int kTcpListen = 10;  // TCP_LISTEN in the kernel's enum
 constexpr int kTcpClose = 7;    // TCP_CLOSE: how unconnected UDP sockets report
 
-absl::Status Dump(int diag, int family, uint8_t proto,
-                  const absl::flat_hash_set<uint64_t>& exclude, PortSet* out) {
+absl::Status Dump(int diag, int family, uint8_t proto, const absl::flat_hash_set<uint64_t>& exclude,
+                  PortSet* out) {
   struct {
     nlmsghdr nlh;
     inet_diag_req_v2 req;
@@ -44,8 +44,7 @@ absl::Status Dump(int diag, int family, uint8_t proto,
       return ErrnoError(errno, "sock_diag receive");
     }
     int len = static_cast<int>(n);
-    for (nlmsghdr* h = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(h, len);
-         h = NLMSG_NEXT(h, len)) {
+    for (nlmsghdr* h = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(h, len); h = NLMSG_NEXT(h, len)) {
       if (h->nlmsg_type == NLMSG_DONE) return absl::OkStatus();
       if (h->nlmsg_type == NLMSG_ERROR) {
         auto* e = static_cast<nlmsgerr*>(NLMSG_DATA(h));

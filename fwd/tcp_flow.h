@@ -74,9 +74,9 @@ class TcpFlows {
  private:
   struct Dir {
     Pipe pipe;
-    uint32_t pending = 0;  // bytes in the pipe
-    bool eof = false;      // source reached EOF
-    bool shut = false;     // destination shut down for writing
+    uint32_t pending = 0;   // bytes in the pipe
+    bool eof = false;       // source reached EOF
+    bool shut = false;      // destination shut down for writing
     bool out_wait = false;  // POLLOUT armed on the destination
     bool queued = false;    // on the ready list
   };

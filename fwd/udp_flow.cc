@@ -122,9 +122,9 @@ void UdpFlows::HandleListener(const UdpListenerInfo& l, int64_t now_ns) {
   }
 }
 
-uint32_t UdpFlows::Create(const UdpListenerInfo& l, const Key& key,
-                          const sockaddr_storage& client, socklen_t client_len,
-                          const Addr6* local, uint32_t ifindex, int64_t now_ns) {
+uint32_t UdpFlows::Create(const UdpListenerInfo& l, const Key& key, const sockaddr_storage& client,
+                          socklen_t client_len, const Addr6* local, uint32_t ifindex,
+                          int64_t now_ns) {
   if (free_.empty()) {
     if (lru_tail_ == kNone) return kNone;
     stats_.flows_evicted++;
@@ -169,7 +169,8 @@ void UdpFlows::HandleCompletion(const io_uring_cqe& cqe, UserData ud, int64_t no
   Flow& f = flows_[ud.index];
   if (!f.used || f.gen != ud.gen) return;
   if (!(cqe.flags & IORING_CQE_F_MORE)) {
-    ring_->PrepPollMultishot(f.sock.get(), POLLIN, UserData{kind::kUdpReply, f.gen, ud.index}.Pack());
+    ring_->PrepPollMultishot(f.sock.get(), POLLIN,
+                             UserData{kind::kUdpReply, f.gen, ud.index}.Pack());
   }
   if (cqe.res < 0) return;
   Batch& b = *batch_;
@@ -244,10 +245,14 @@ void UdpFlows::Touch(uint32_t index, int64_t now_ns) {
 
 void UdpFlows::LruUnlink(uint32_t index) {
   Flow& f = flows_[index];
-  if (f.prev != kNone) flows_[f.prev].next = f.next;
-  else lru_head_ = f.next;
-  if (f.next != kNone) flows_[f.next].prev = f.prev;
-  else lru_tail_ = f.prev;
+  if (f.prev != kNone)
+    flows_[f.prev].next = f.next;
+  else
+    lru_head_ = f.next;
+  if (f.next != kNone)
+    flows_[f.next].prev = f.prev;
+  else
+    lru_tail_ = f.prev;
   f.prev = f.next = kNone;
 }
 

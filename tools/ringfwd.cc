@@ -19,6 +19,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "ctl/server.h"
 #include "fwd/forwarder.h"
 #include "fwd/port_spec.h"
 #include "fwd/rule.h"
@@ -42,7 +43,12 @@ Forward TCP and UDP ports between the host and a target network namespace
   -U, --udp-ns SPEC       SPLICE UDP rules
       --netns NS          target namespace: a name under /run/netns, a path to
                           a namespace file, or a pid
-  -c, --control PATH      control socket for pesto clients (mode 0600)
+  -c, --control PATH      control socket for pesto clients (mode 0600: the
+                          owner and root only)
+      --control-allow-uid UID  also serve this uid (repeatable; the socket
+                          becomes mode 0666 and SO_PEERCRED decides)
+      --control-timeout SEC  drop a control client that has not finished its
+                          transaction after SEC seconds (default 10)
   -d, --debug             debug logging
       --log-file FILE     log to FILE instead of stderr (SIGHUP reopens it)
       --pid FILE          write the daemon's pid to FILE
@@ -78,7 +84,7 @@ void OnSignal(int sig) {
 struct Args {
   ForwarderOptions fwd;
   std::vector<std::pair<char, std::string>> specs;
-  std::string control;
+  ctl::ServerOptions control;
   std::string log_file;
   std::string pid_file;
   bool daemon = false;
@@ -98,7 +104,17 @@ bool ParseSize(const char* text, const char* what, size_t min, size_t* out) {
 // Returns an exit code >= 0 to stop, -1 to go on.
 int ParseArgs(int argc, char** argv, Args* a) {
   enum {
-    kNetns = 256, kLogFile, kPid, kDaemon, kUdpTimeout, kMaxTcp, kMaxUdp, kPipeSize, kVersionOpt
+    kNetns = 256,
+    kLogFile,
+    kPid,
+    kDaemon,
+    kUdpTimeout,
+    kMaxTcp,
+    kMaxUdp,
+    kPipeSize,
+    kVersionOpt,
+    kAllowUid,
+    kCtlTimeout
   };
   static const option kLong[] = {
       {"tcp-ports", required_argument, nullptr, 't'},
@@ -117,6 +133,8 @@ int ParseArgs(int argc, char** argv, Args* a) {
       {"max-udp-flows", required_argument, nullptr, kMaxUdp},
       {"pipe-size", required_argument, nullptr, kPipeSize},
       {"version", no_argument, nullptr, kVersionOpt},
+      {"control-allow-uid", required_argument, nullptr, kAllowUid},
+      {"control-timeout", required_argument, nullptr, kCtlTimeout},
       {nullptr, 0, nullptr, 0},
   };
   int c;
@@ -130,7 +148,15 @@ int ParseArgs(int argc, char** argv, Args* a) {
         a->specs.emplace_back(static_cast<char>(c), optarg);
         break;
       case 'c':
-        a->control = optarg;
+        a->control.path = optarg;
+        break;
+      case kAllowUid:
+        if (!ParseSize(optarg, "uid", 0, &v) || v > 0xfffffffe) return 1;
+        a->control.allow_uids.push_back(static_cast<uid_t>(v));
+        break;
+      case kCtlTimeout:
+        if (!ParseSize(optarg, "control timeout", 1, &v)) return 1;
+        a->control.timeout_ms = static_cast<int>(std::min<size_t>(v, 3600) * 1000);
         break;
       case 'd':
         a->debug = true;
@@ -192,14 +218,14 @@ absl::Status BuildTables(const Args& a, TableSet* set) {
     o.ephemeral = eph;
     absl::StatusOr<std::vector<Rule>> rules = ParsePortSpec(spec, o);
     if (!rules.ok())
-      return absl::InvalidArgumentError(absl::StrCat("-", std::string(1, opt), " ", spec, ": ",
-                                                     rules.status().message()));
+      return absl::InvalidArgumentError(
+          absl::StrCat("-", std::string(1, opt), " ", spec, ": ", rules.status().message()));
     Table* t = set->Find(o.pif);
     if (!t) {
       if (rules->empty()) continue;
-      return absl::InvalidArgumentError(absl::StrCat(
-          "-", std::string(1, opt), " ", spec, ": ", PifName(o.pif),
-          " rules listen inside the target namespace and need --netns"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("-", std::string(1, opt), " ", spec, ": ", PifName(o.pif),
+                       " rules listen inside the target namespace and need --netns"));
     }
     t->rules.insert(t->rules.end(), rules->begin(), rules->end());
   }
@@ -226,6 +252,31 @@ int Main(int argc, char** argv) {
     }
   }
   signal(SIGPIPE, SIG_IGN);
+  // --daemon forks first (threads do not survive a fork); the parent waits
+  // until the child is ready or has failed, so errors still reach the
+  // terminal and the exit status tells.
+  Fd ready;
+  if (a.daemon) {
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) < 0) {
+      std::fprintf(stderr, "ringfwd: pipe: %s\n", std::strerror(errno));
+      return 1;
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+      std::fprintf(stderr, "ringfwd: fork: %s\n", std::strerror(errno));
+      return 1;
+    }
+    if (pid > 0) {
+      close(p[1]);
+      char c = 1;
+      ssize_t n = read(p[0], &c, 1);
+      return n == 1 && c == 0 ? 0 : 1;
+    }
+    close(p[0]);
+    ready.Reset(p[1]);
+    setsid();
+  }
 
   absl::StatusOr<std::unique_ptr<Forwarder>> fwd = Forwarder::Create(a.fwd);
   if (!fwd.ok()) {
@@ -239,23 +290,25 @@ int Main(int argc, char** argv) {
     std::fprintf(stderr, "ringfwd: %s\n", std::string(st.message()).c_str());
     return 1;
   }
-  if (!a.control.empty())
-    LOG_WARN("control socket %s: not served by this build yet", a.control);
-
-  if (a.daemon) {
-    if (daemon(0, a.log_file.empty() ? 0 : 0) < 0) {
-      std::fprintf(stderr, "ringfwd: daemon: %s\n", std::strerror(errno));
-      return 1;
-    }
-  }
   if (!a.pid_file.empty()) {
     std::ofstream pf(a.pid_file, std::ios::trunc);
     pf << getpid() << "\n";
     if (!pf) LOG_WARN("cannot write pid file %s", a.pid_file);
   }
 
+  std::unique_ptr<ctl::Server> control;
+  if (!a.control.path.empty()) {
+    absl::StatusOr<std::unique_ptr<ctl::Server>> cs = ctl::Server::Start(fwd->get(), a.control);
+    if (!cs.ok()) {
+      LOG_ERR("%s", cs.status().message());
+      return 1;
+    }
+    control = std::move(*cs);
+    LOG_INFO("control socket %s", a.control.path);
+  }
+
   g_forwarder = fwd->get();
-  struct sigaction sa{};
+  struct sigaction sa {};
   sa.sa_handler = OnSignal;
   sigemptyset(&sa.sa_mask);
   sigaction(SIGTERM, &sa, nullptr);
@@ -265,6 +318,19 @@ int Main(int argc, char** argv) {
   LOG_INFO("%s ready, target side: %s", kVersion,
            a.fwd.netns.empty() ? "host" : "namespace " + a.fwd.netns);
   PrintTables((*fwd)->tables());
+  if (ready) {
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null >= 0) {
+      dup2(null, STDIN_FILENO);
+      dup2(null, STDOUT_FILENO);
+      if (a.log_file.empty()) dup2(null, STDERR_FILENO);
+      close(null);
+    }
+    char ok = 0;
+    ssize_t ignored = write(ready.get(), &ok, 1);
+    (void)ignored;
+    ready.Reset();
+  }
   (*fwd)->SetTickHook([] {
     if (g_reopen.exchange(false)) {
       absl::Status s = log::Reopen();
@@ -273,6 +339,7 @@ int Main(int argc, char** argv) {
   });
   st = (*fwd)->Run();
   g_forwarder = nullptr;
+  control.reset();  // after the loop: a transaction in progress finishes inline
   if (!a.pid_file.empty()) unlink(a.pid_file.c_str());
   if (!st.ok()) {
     LOG_ERR("%s", st.message());

@@ -70,10 +70,10 @@ void Write(Level l, std::string_view msg) {
   clock_gettime(CLOCK_REALTIME, &ts);
   tm t;
   gmtime_r(&ts.tv_sec, &t);
-  std::string line = absl::StrFormat("%04d-%02d-%02dT%02d:%02d:%02d.%03dZ ringfwd %s: %s\n",
-                                     t.tm_year + 1900, t.tm_mon + 1, t.tm_mday, t.tm_hour, t.tm_min,
-                                     t.tm_sec, static_cast<int>(ts.tv_nsec / 1000000), LevelName(l),
-                                     msg);
+  std::string line =
+      absl::StrFormat("%04d-%02d-%02dT%02d:%02d:%02d.%03dZ ringfwd %s: %s\n", t.tm_year + 1900,
+                      t.tm_mon + 1, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec,
+                      static_cast<int>(ts.tv_nsec / 1000000), LevelName(l), msg);
   std::lock_guard<std::mutex> lock(g_mu);
   // One write per line keeps lines whole; a short write to a full pipe is
   // not retried (logging must never stall forwarding).

@@ -49,10 +49,10 @@ class RateLimit {
 
 }  // namespace ringfwd::log
 
-#define RINGFWD_LOG_(level, ...)                                                     \
-  do {                                                                               \
-    if (::ringfwd::log::Enabled(level))                                              \
-      ::ringfwd::log::Write(level, ::absl::StrFormat(__VA_ARGS__));                  \
+#define RINGFWD_LOG_(level, ...)                                    \
+  do {                                                              \
+    if (::ringfwd::log::Enabled(level))                             \
+      ::ringfwd::log::Write(level, ::absl::StrFormat(__VA_ARGS__)); \
   } while (0)
 
 #define LOG_ERR(...) RINGFWD_LOG_(::ringfwd::log::Level::kError, __VA_ARGS__)
@@ -60,14 +60,14 @@ class RateLimit {
 #define LOG_INFO(...) RINGFWD_LOG_(::ringfwd::log::Level::kInfo, __VA_ARGS__)
 #define LOG_DEBUG(...) RINGFWD_LOG_(::ringfwd::log::Level::kDebug, __VA_ARGS__)
 
-#define LOG_RATELIMITED(level, ...)                                                   \
-  do {                                                                                \
-    static ::ringfwd::log::RateLimit ringfwd_rl_;                                     \
-    if (::ringfwd::log::Enabled(level) && ringfwd_rl_.Allow()) {                      \
-      uint64_t ringfwd_sup_ = ringfwd_rl_.TakeSuppressed();                           \
-      std::string ringfwd_msg_ = ::absl::StrFormat(__VA_ARGS__);                      \
-      if (ringfwd_sup_)                                                               \
+#define LOG_RATELIMITED(level, ...)                                                        \
+  do {                                                                                     \
+    static ::ringfwd::log::RateLimit ringfwd_rl_;                                          \
+    if (::ringfwd::log::Enabled(level) && ringfwd_rl_.Allow()) {                           \
+      uint64_t ringfwd_sup_ = ringfwd_rl_.TakeSuppressed();                                \
+      std::string ringfwd_msg_ = ::absl::StrFormat(__VA_ARGS__);                           \
+      if (ringfwd_sup_)                                                                    \
         ringfwd_msg_ += ::absl::StrFormat(" (%d similar lines suppressed)", ringfwd_sup_); \
-      ::ringfwd::log::Write(level, ringfwd_msg_);                                     \
-    }                                                                                 \
+      ::ringfwd::log::Write(level, ringfwd_msg_);                                          \
+    }                                                                                      \
   } while (0)

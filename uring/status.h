@@ -55,10 +55,10 @@ inline absl::Status ErrnoError(int err, absl::string_view what) {
 #define RINGFWD_STATUS_CONCAT_(a, b) RINGFWD_STATUS_CONCAT_INNER_(a, b)
 
 // Returns from the current function if `expr` (an absl::Status) is not OK.
-#define RINGFWD_RETURN_IF_ERROR(expr)                                          \
-  do {                                                                         \
-    ::absl::Status ringfwd_status_ = (expr);                                   \
-    if (!ringfwd_status_.ok()) return ringfwd_status_;                         \
+#define RINGFWD_RETURN_IF_ERROR(expr)                  \
+  do {                                                 \
+    ::absl::Status ringfwd_status_ = (expr);           \
+    if (!ringfwd_status_.ok()) return ringfwd_status_; \
   } while (0)
 
 // Evaluates `rexpr` (an absl::StatusOr<T>); on error returns its status,
