@@ -43,7 +43,7 @@ absl::Status Dump(int diag, int family, uint8_t proto, const absl::flat_hash_set
       if (errno == EINTR) continue;
       return ErrnoError(errno, "sock_diag receive");
     }
-    int len = static_cast<int>(n);
+    unsigned int len = static_cast<unsigned int>(n);
     for (nlmsghdr* h = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(h, len); h = NLMSG_NEXT(h, len)) {
       if (h->nlmsg_type == NLMSG_DONE) return absl::OkStatus();
       if (h->nlmsg_type == NLMSG_ERROR) {

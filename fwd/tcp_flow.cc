@@ -38,7 +38,7 @@ void ResetFd(Fd fd) {
 }  // namespace
 
 TcpFlows::TcpFlows(Ring* ring, size_t max_flows, size_t pipe_size)
-    : ring_(ring), flows_(max_flows), pipe_size_(pipe_size), pipes_(pipe_size, 256) {
+    : ring_(ring), flows_(max_flows), pipes_(pipe_size, 256) {
   for (size_t i = 0; i < max_flows; i++) flows_[i].next_free = i + 1 < max_flows ? i + 1 : kNoFlow;
   free_head_ = max_flows ? 0 : kNoFlow;
   ready_.reserve(max_flows * 2);

@@ -107,7 +107,6 @@ class TcpFlows {
   std::vector<Flow> flows_;
   uint32_t free_head_;
   size_t active_ = 0;
-  size_t pipe_size_;
   PipePool pipes_;
   std::vector<ReadyItem> ready_;
   std::vector<ReadyItem> running_;

@@ -24,6 +24,7 @@
 #include "fwd/port_spec.h"
 #include "fwd/rule.h"
 #include "uring/log.h"
+#include "uring/sandbox.h"
 
 namespace ringfwd {
 namespace {
@@ -57,6 +58,10 @@ Forward TCP and UDP ports between the host and a target network namespace
       --max-tcp-flows N   concurrent TCP connections (default 16384)
       --max-udp-flows N   concurrent UDP flows (default 4096)
       --pipe-size BYTES   splice pipe size (default 1048576)
+      --runas UID[:GID]   after setup, drop to this user (and group); also
+                          USER[:GROUP]. New ports below 1024 then fail to bind
+      --seccomp           after setup, allow only the system calls ringfwd
+                          uses (others fail with EPERM)
   -h, --help              this help
       --version           print the version
 
@@ -89,6 +94,8 @@ struct Args {
   std::string pid_file;
   bool daemon = false;
   bool debug = false;
+  bool seccomp = false;
+  std::string runas;
 };
 
 bool ParseSize(const char* text, const char* what, size_t min, size_t* out) {
@@ -114,7 +121,9 @@ int ParseArgs(int argc, char** argv, Args* a) {
     kPipeSize,
     kVersionOpt,
     kAllowUid,
-    kCtlTimeout
+    kCtlTimeout,
+    kRunas,
+    kSeccomp
   };
   static const option kLong[] = {
       {"tcp-ports", required_argument, nullptr, 't'},
@@ -135,6 +144,8 @@ int ParseArgs(int argc, char** argv, Args* a) {
       {"version", no_argument, nullptr, kVersionOpt},
       {"control-allow-uid", required_argument, nullptr, kAllowUid},
       {"control-timeout", required_argument, nullptr, kCtlTimeout},
+      {"runas", required_argument, nullptr, kRunas},
+      {"seccomp", no_argument, nullptr, kSeccomp},
       {nullptr, 0, nullptr, 0},
   };
   int c;
@@ -191,6 +202,12 @@ int ParseArgs(int argc, char** argv, Args* a) {
       case kPipeSize:
         if (!ParseSize(optarg, "pipe size", 4096, &v)) return 1;
         a->fwd.pipe_size = std::min<size_t>(v, 1 << 26);
+        break;
+      case kRunas:
+        a->runas = optarg;
+        break;
+      case kSeccomp:
+        a->seccomp = true;
         break;
       case kVersionOpt:
         std::printf("%s\n", kVersion);
@@ -305,6 +322,29 @@ int Main(int argc, char** argv) {
     }
     control = std::move(*cs);
     LOG_INFO("control socket %s", a.control.path);
+  }
+
+  if (!a.runas.empty()) {
+    absl::StatusOr<RunAs> who = ParseRunAs(a.runas);
+    // The control socket follows the daemon's user, so it can still remove
+    // it at exit.
+    if (who.ok() && !a.control.path.empty() &&
+        chown(a.control.path.c_str(), who->uid, who->gid) < 0)
+      LOG_WARN("chown %s: %s", a.control.path, std::strerror(errno));
+    absl::Status dropped = who.ok() ? DropPrivileges(*who) : who.status();
+    if (!dropped.ok()) {
+      LOG_ERR("%s", dropped.message());
+      return 1;
+    }
+    LOG_INFO("running as uid %d gid %d", who->uid, who->gid);
+  }
+  if (a.seccomp) {
+    absl::Status sc = InstallSeccomp();
+    if (!sc.ok()) {
+      LOG_ERR("%s", sc.message());
+      return 1;
+    }
+    LOG_INFO("seccomp filter installed");
   }
 
   g_forwarder = fwd->get();
