@@ -252,6 +252,14 @@ void Forwarder::SetScanRules(const TableSet& tables) {
       if (rule.scan()) scan_rules_.push_back(ScanRule{t.pif, rule, RuleText(rule)});
 }
 
+std::vector<ListenerKey> Forwarder::ListenerKeys() {
+  std::vector<ListenerKey> keys;
+  RunOnLoop([&] {
+    for (const auto& [key, index] : by_key_) keys.push_back(key);
+  });
+  return keys;
+}
+
 TableSet Forwarder::Tables() const {
   std::lock_guard<std::mutex> lock(tables_mu_);
   return tables_;

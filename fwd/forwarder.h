@@ -92,6 +92,9 @@ class Forwarder {
   // `fn` on the caller's thread when the loop is not running. Thread-safe.
   void RunOnLoop(const std::function<void()>& fn);
 
+  // The keys of every open listener (armed or not). Thread-safe.
+  std::vector<ListenerKey> ListenerKeys();
+
   // A copy of the active tables. Thread-safe.
   TableSet Tables() const;
   // The active tables; only from the loop thread or before Run().

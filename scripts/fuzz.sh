@@ -33,6 +33,15 @@ seed() {
         { printf 'basil:c\0'; cat "$f"; } >"$dir/txn_$(basename "$f" .bin)"
       done
       ;;
+    control_fuzzer)
+      # A mode byte (1: the client stays for its status, 0: it is gone),
+      # then what the client sends after the listing.
+      for f in "$interop"/client_update_*.bin; do
+        { printf '\1basil:c\0'; cat "$f"; } >"$dir/stay_$(basename "$f" .bin)"
+        { printf '\0basil:c\0'; cat "$f"; } >"$dir/gone_$(basename "$f" .bin)"
+        { printf '\1'; cat "$f"; } >"$dir/v2_$(basename "$f" .bin)"
+      done
+      ;;
     status_fuzzer)
       printf '\0\0\0\0\0\0' >"$dir/applied"
       printf '\1\0\0\0\x0brule 3: bad\0' >"$dir/rejected"
