@@ -15,10 +15,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <functional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -316,6 +318,59 @@ TEST_F(ControlTest, DisconnectMidUpdateChangesNothing) {
   ASSERT_TRUE(ok.has_status) << ok.decode_error;
   EXPECT_EQ(ok.status.code, wire::StatusCode::kApplied) << ok.status.message;
   EXPECT_NE(ListenerInode(*host_, AF_INET6, 6001), 0u);
+}
+
+// A client that trickles its update a byte at a time is still bound by the
+// timeout of its whole transaction.
+TEST_F(ControlTest, TricklingClientIsDropped) {
+  auto d = Start({"--control-timeout", "1", "-t", "5000"});
+  ASSERT_TRUE(d);
+  ControlConn c = OpenControl(ctl_);
+  ASSERT_TRUE(c.fd) << c.listing.error;
+  TableSet more = c.listing.tables;
+  more.Find(PifId::kHost)->rules.push_back(MakeRule(kProtoTcp, "", 6001, 6001, 6001));
+  const wire::Bytes full = TxnUpdateOf(more);
+  std::atomic<bool> stop{false};
+  std::thread trickle([&] {
+    for (size_t i = 0; i + 1 < full.size() && !stop; i++) {
+      if (SendAll(c.fd.get(), &full[i], 1, In(1000)) != 0) return;
+      usleep(200000);
+    }
+  });
+  auto t0 = Clock::now();
+  Listing next = ListControl(ctl_, 5000);
+  int64_t waited = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count();
+  stop = true;
+  trickle.join();
+  ASSERT_TRUE(next.ok()) << next.error;
+  EXPECT_EQ(next.bytes, c.listing.bytes);
+  EXPECT_LE(waited, 1000 + 2000 * Slowdown());
+}
+
+// A pif the update does not name keeps its table; an update naming none
+// changes nothing and is APPLIED.
+TEST_F(ControlTest, UnnamedPifKeepsItsTable) {
+  auto d = Start({"-t", "5000", "-T", "7000"});
+  ASSERT_TRUE(d);
+  Listing before = ListControl(ctl_);
+  ASSERT_TRUE(before.ok()) << before.error;
+  Reply empty = Transact(ctl_, TxnUpdate({}));
+  ASSERT_TRUE(empty.has_status) << empty.decode_error;
+  EXPECT_EQ(empty.status.code, wire::StatusCode::kApplied) << empty.status.message;
+  EXPECT_EQ(ListControl(ctl_).bytes, before.bytes);
+
+  std::vector<Rule> splice = RulesOf(before.tables, PifId::kSplice);
+  splice.push_back(MakeRule(kProtoTcp, "", 7001, 7001, 7001, 0, "", "lo"));
+  Reply r = Transact(ctl_, TxnUpdate({{static_cast<uint8_t>(PifId::kSplice), splice}}));
+  ASSERT_TRUE(r.has_status) << r.decode_error;
+  EXPECT_EQ(r.status.code, wire::StatusCode::kApplied) << r.status.message;
+  ASSERT_EQ(r.status.report.size(), 1u) << "one report block per pif of the update";
+  EXPECT_EQ(r.status.report[0].pif, static_cast<uint8_t>(PifId::kSplice));
+  Listing after = ListControl(ctl_);
+  EXPECT_EQ(RulesOf(after.tables, PifId::kHost), RulesOf(before.tables, PifId::kHost));
+  EXPECT_EQ(RulesOf(after.tables, PifId::kSplice), splice);
+  EXPECT_NE(ListenerInode(*target_, AF_INET6, 7001), 0u);
+  EXPECT_NE(ListenerInode(*host_, AF_INET6, 5000), 0u);
 }
 
 // ---- Interop with the passt project's captured bytes ----

@@ -460,6 +460,74 @@ TEST_F(SwapTest, WeakRuleReportsHeldPort) {
   EXPECT_EQ(EchoByte(*host_, V4(6001)), 0);
 }
 
+// A UDP flow on a kept port keeps its socket on the target side (the backend
+// sees the same peer) across swaps of other ports, in both tables.
+TEST_F(SwapTest, UdpFlowOnKeptPortSurvivesSwaps) {
+  UdpEchoServer backend(UdpBind(*target_, Addr::Of("127.0.0.1", 5353)), "u:");
+  auto d = Start({"-u", "5353", "-T", "7000"});
+  ASSERT_TRUE(d);
+  Fd client = SocketIn(*host_, AF_INET, SOCK_DGRAM);
+  const Addr to = Addr::Of("127.0.0.1", 5353);
+  ASSERT_EQ(UdpRoundTrip(client.get(), to, "0", nullptr), "u:0");
+  const std::vector<std::vector<std::string>> swaps = {
+      {"-A", "-u", "6001"}, {"-A", "-T", "7001"}, {"-D", "-u", "6001"}, {"-u", "5353"}};
+  for (size_t i = 0; i < swaps.size(); i++) {
+    ASSERT_TRUE(PestoOk(swaps[i]));
+    std::string msg = std::to_string(i + 1);
+    EXPECT_EQ(UdpRoundTrip(client.get(), to, msg, nullptr), "u:" + msg);
+  }
+  std::vector<Addr> peers = backend.peers();
+  ASSERT_EQ(peers.size(), swaps.size() + 1);
+  for (const Addr& p : peers) EXPECT_EQ(p, peers[0]) << "the flow was re-created";
+}
+
+// SPLICE listeners live in the target namespace: a kept one keeps its
+// socket, a new one forwards to the host.
+TEST_F(SwapTest, SpliceKeptPortSurvivesSwap) {
+  auto kept = StartEcho(*host_, "127.0.0.1", 7000);
+  auto added = StartEcho(*host_, "127.0.0.1", 7001);
+  ASSERT_TRUE(kept && added);
+  auto d = Start({"-T", "7000"});
+  ASSERT_TRUE(d);
+  const uint64_t inode = ListenerInode(*target_, AF_INET6, 7000);
+  ASSERT_NE(inode, 0u);
+  ConnectStorm storm(*target_, {V4(7000)}, 2, 20000);
+  ASSERT_TRUE(WaitUntil([&] { return storm.ok() >= 20; }, 5000)) << Describe(storm.stats());
+  for (int i = 0; i < 5; i++) {
+    ASSERT_TRUE(PestoOk({"-A", "-T", "7001"}));
+    EXPECT_EQ(EchoByte(*target_, V4(7001)), 0);
+    ASSERT_TRUE(PestoOk({"-D", "-T", "7001"}));
+    EXPECT_EQ(EchoByte(*target_, V4(7001)), ECONNREFUSED);
+  }
+  storm.Stop();
+  EXPECT_EQ(storm.stats().failures(), 0) << Describe(storm.stats());
+  EXPECT_EQ(ListenerInode(*target_, AF_INET6, 7000), inode);
+}
+
+// A narrowing applied for a client that cannot read its status is undone:
+// the wildcard listener comes back (section 5.7).
+TEST_F(SwapTest, UndoneNarrowingRestoresTheWildcard) {
+  auto e4 = StartEcho(*target_, "127.0.0.1", 5000);
+  auto e6 = StartEcho(*target_, "::1", 5000);
+  ASSERT_TRUE(e4 && e6);
+  auto d = Start({"-t", "5000"});
+  ASSERT_TRUE(d);
+  ControlConn c = OpenControl(ctl_);
+  ASSERT_TRUE(c.fd) << c.listing.error;
+  TableSet narrow = c.listing.tables;
+  narrow.Find(PifId::kHost)->rules = {MakeRule(kProtoTcp, "127.0.0.1", 5000, 5000, 5000)};
+  ASSERT_EQ(shutdown(c.fd.get(), SHUT_RD), 0);
+  wire::Bytes update = TxnUpdateOf(narrow);
+  ASSERT_EQ(SendAll(c.fd.get(), update.data(), update.size(), In(1000)), 0);
+  Listing now = ListControl(ctl_, 5000);
+  ASSERT_TRUE(now.ok()) << now.error;
+  EXPECT_EQ(now.bytes, c.listing.bytes) << TablesText(now.tables);
+  EXPECT_EQ(EchoByte(*host_, V6(5000)), 0);
+  EXPECT_EQ(EchoByte(*host_, V4(5000)), 0);
+  EXPECT_NE(ListenerInode(*host_, AF_INET6, 5000), 0u);
+  EXPECT_EQ(ListenerInode(*host_, AF_INET, 5000), 0u);
+}
+
 // BUG (reported to the owner of fwd/table_swap.cc): when a WEAK rule is
 // applied with some of its ports failing, the switch still attaches a
 // listener for every failed port, with no socket (fd -1). Its multishot
