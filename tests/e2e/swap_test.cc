@@ -214,7 +214,7 @@ TEST_F(SwapTest, StormAndLongTransferSurviveFortyFourSwaps) {
                             MakeRule(kProtoTcp, "", 6310, 6310, 6310)};
   EXPECT_EQ(RulesOf(after.tables, PifId::kHost), want) << TablesText(after.tables);
   EXPECT_NE(ListenerInode(*host_, AF_INET6, 6310), 0u);
-  EXPECT_EQ(ListenerInode(*host_, AF_INET6, 6309), 0u);
+  EXPECT_TRUE(WaitUntil([&] { return ListenerInode(*host_, AF_INET6, 6309) == 0; }, 2000));
   EXPECT_EQ(ListenerInode(*host_, AF_INET6, 6110), 0u);
 }
 
@@ -497,6 +497,8 @@ TEST_F(SwapTest, SpliceKeptPortSurvivesSwap) {
     ASSERT_TRUE(PestoOk({"-A", "-T", "7001"}));
     EXPECT_EQ(EchoByte(*target_, V4(7001)), 0);
     ASSERT_TRUE(PestoOk({"-D", "-T", "7001"}));
+    // Closed once the status is written: right after pesto is done.
+    EXPECT_TRUE(WaitUntil([&] { return ListenerInode(*target_, AF_INET6, 7001) == 0; }, 2000));
     EXPECT_EQ(EchoByte(*target_, V4(7001)), ECONNREFUSED);
   }
   storm.Stop();
