@@ -88,6 +88,20 @@ TEST_F(TcpTest, TwoHundredFiftySixMiBEachWay) {
   BothWays(uint64_t{256} << 20, 40, 30000 * Slowdown());
 }
 
+// 1 MiB each way over IPv6 on both sides.
+TEST_F(TcpTest, Ipv6Transfer) {
+  EchoServer echo(TcpListen(*target_, Addr::Of("::1", kTargetPort)));
+  auto d = StartForwarder({"-t", "::1/8080:80"});
+  ASSERT_TRUE(d);
+  int err = 0;
+  Fd c = TcpConnect(*host_, Addr::Of("::1", kListenPort), &err);
+  ASSERT_TRUE(c) << std::strerror(err);
+  ExchangeResult r = Exchange(c.get(), 6, 1 << 20, true, In(10000 * Slowdown()));
+  EXPECT_EQ(r.err, 0) << std::strerror(r.err);
+  EXPECT_EQ(r.received, 1u << 20);
+  EXPECT_EQ(r.recv_digest, PatternDigest(6, 1 << 20));
+}
+
 // 50 clients at once, 1 MiB each through one echo server: every one gets
 // exactly its own bytes back.
 TEST_F(TcpTest, FiftyConcurrentTransfers) {

@@ -99,6 +99,70 @@ TEST_F(UdpTest, ReplyFromTheAddressWrittenTo) {
   }
 }
 
+// The same for IPv6 (IPV6_RECVPKTINFO): replies come from the address the
+// client wrote to.
+TEST_F(UdpTest, ReplyFromTheAddressWrittenToIpv6) {
+  std::string error;
+  ASSERT_TRUE(host_->AddLink("d0", {"2001:db8::1/64", "2001:db8::2/64"}, &error)) << error;
+  UdpEchoServer server(UdpBind(*target_, Addr::Of("::1", 53)), "s:");
+  auto d = StartForwarder({"-u", "5353:53"});
+  ASSERT_TRUE(d);
+  for (const char* ip : {"2001:db8::2", "2001:db8::1", "::1"}) {
+    Fd c = SocketIn(*host_, AF_INET6, SOCK_DGRAM);
+    Addr from;
+    EXPECT_EQ(UdpRoundTrip(c.get(), Addr::Of(ip, 5353), "x", &from), "s:x") << ip;
+    EXPECT_EQ(from, Addr::Of(ip, 5353));
+  }
+}
+
+// Nothing listens on the target port at first (the target answers with ICMP
+// port unreachable); once a server is there, the same client is served.
+TEST_F(UdpTest, BackendAppearsLater) {
+  auto d = StartForwarder({"-u", "5353:53"});
+  ASSERT_TRUE(d);
+  Fd c = SocketIn(*host_, AF_INET, SOCK_DGRAM);
+  Addr to = Addr::Of("127.0.0.1", 5353);
+  for (int i = 0; i < 3; ++i) ASSERT_GE(sendto(c.get(), "lost", 4, 0, to.sa(), to.len), 0);
+  EXPECT_FALSE(WaitReadable(c.get(), In(300))) << "a reply with no server";
+  UdpEchoServer server(UdpBind(*target_, Addr::Of("127.0.0.1", 53)), "s:");
+  Addr from;
+  EXPECT_EQ(UdpRoundTrip(c.get(), to, "found", &from), "s:found");
+  EXPECT_TRUE(d->Running());
+}
+
+// A backend that answers one request with several datagrams: all reach the
+// client, in order.
+TEST_F(UdpTest, SeveralRepliesPerRequest) {
+  Fd backend = UdpBind(*target_, Addr::Of("127.0.0.1", 53));
+  ASSERT_TRUE(backend);
+  std::thread replier([&] {
+    if (!WaitReadable(backend.get(), In(5000 * Slowdown()))) return;
+    char buf[64];
+    sockaddr_storage ss{};
+    socklen_t len = sizeof(ss);
+    if (recvfrom(backend.get(), buf, sizeof(buf), 0, reinterpret_cast<sockaddr*>(&ss), &len) < 0)
+      return;
+    for (int i = 0; i < 10; ++i) {
+      std::string r = "reply " + std::to_string(i);
+      sendto(backend.get(), r.data(), r.size(), 0, reinterpret_cast<sockaddr*>(&ss), len);
+    }
+  });
+  auto d = StartForwarder({"-u", "5353:53"});
+  ASSERT_TRUE(d);
+  Fd c = SocketIn(*host_, AF_INET, SOCK_DGRAM);
+  Addr to = Addr::Of("127.0.0.1", 5353);
+  Addr from;
+  EXPECT_EQ(UdpRoundTrip(c.get(), to, "go", &from), "reply 0");
+  for (int i = 1; i < 10; ++i) {
+    ASSERT_TRUE(WaitReadable(c.get(), In(3000 * Slowdown()))) << "reply " << i << " missing";
+    char buf[64];
+    ssize_t n = recv(c.get(), buf, sizeof(buf), 0);
+    ASSERT_GT(n, 0);
+    EXPECT_EQ(std::string(buf, static_cast<size_t>(n)), "reply " + std::to_string(i));
+  }
+  replier.join();
+}
+
 // One client socket talks to two forwarded ports; each reply comes from the
 // port its request went to, with that port's server's tag, also when the two
 // requests are in flight at once.
