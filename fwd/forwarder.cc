@@ -18,6 +18,8 @@ namespace ringfwd {
 namespace {
 
 constexpr int kTickMs = 100;
+// Listener cancels per loop iteration (each is kernel work on this thread).
+constexpr size_t kCancelBatch = 512;
 
 int64_t MonoNs() {
   timespec ts;
@@ -114,7 +116,7 @@ int Forwarder::AddListener(const ListenerKey& key, const ListenerTarget& target,
 }
 
 uint32_t Forwarder::AttachListener(const ListenerKey& key, Fd fd, const ListenerTarget& target,
-                                   const std::string& label, bool scanned) {
+                                   const std::string& label, bool scanned, bool defer_arm) {
   uint32_t index;
   if (!free_listeners_.empty()) {
     index = free_listeners_.back();
@@ -133,19 +135,26 @@ uint32_t Forwarder::AttachListener(const ListenerKey& key, Fd fd, const Listener
   l.paused = false;
   l.disarmed = false;
   l.scanned = scanned;
-  l.inode = InodeOf(l.fd.get());
+  l.inode = 0;  // looked up when a scan needs it
   by_key_[key] = index;
-  Arm(index);
+  if (defer_arm) {
+    // Many listeners at once (a big swap): arm them over the next loop
+    // iterations, between data completions. Their sockets already listen,
+    // so connections wait in the backlog meanwhile.
+    arm_queue_.push_back(ArmItem{index, l.gen});
+  } else {
+    Arm(index);
+  }
   return index;
 }
 
 void Forwarder::Disarm(uint32_t index) {
   Listener& l = listeners_[index];
   if (l.armed) {
-    if (l.key.proto == kProtoTcp)
-      ring_->PrepCancel(UserData{kind::kAccept, l.gen, index}.Pack());
-    else
-      ring_->PrepPollRemove(UserData{kind::kUdpListen, l.gen, index}.Pack());
+    // Cancelled in batches by ProcessCancels(), between data completions.
+    bool tcp = l.key.proto == kProtoTcp;
+    cancel_queue_.push_back(
+        PendingCancel{UserData{tcp ? kind::kAccept : kind::kUdpListen, l.gen, index}.Pack(), tcp});
   }
   l.armed = false;
   l.paused = false;
@@ -155,13 +164,13 @@ void Forwarder::Disarm(uint32_t index) {
   l.gen = (l.gen + 1) & UserData::kGenMask;
 }
 
-Fd Forwarder::DetachListener(uint32_t index) {
+Fd Forwarder::DetachListener(uint32_t index, bool flush) {
   Listener& l = listeners_[index];
   Disarm(index);
   if (l.key.proto == kProtoUdp) udp_.FlushListener(index);
-  // Hand the cancel to the kernel now, so that the request's reference to
-  // the socket is gone when the caller closes it to bind the port again.
-  ring_->Submit();
+  // Hand the cancel to the kernel now when the caller will close the socket
+  // to bind its port again: the request's reference to it must be gone.
+  if (flush) DrainCancels();
   by_key_.erase(l.key);
   Fd fd = std::move(l.fd);
   l.used = false;
@@ -183,7 +192,44 @@ void Forwarder::Arm(uint32_t index) {
   l.armed = true;
 }
 
-void Forwarder::RemoveListener(uint32_t index) { DetachListener(index).Reset(); }
+void Forwarder::RemoveListener(uint32_t index) { DetachListener(index, false).Reset(); }
+
+bool Forwarder::ProcessCancels(size_t max) {
+  size_t n = 0;
+  while (!cancel_queue_.empty() && n < max) {
+    PendingCancel c = cancel_queue_.front();
+    cancel_queue_.pop_front();
+    if (c.accept)
+      ring_->PrepCancel(c.user_data);
+    else
+      ring_->PrepPollRemove(c.user_data);
+    n++;
+  }
+  if (n) ring_->Submit();
+  return !cancel_queue_.empty();
+}
+
+void Forwarder::DrainCancels() {
+  ProcessCancels(SIZE_MAX);
+  ring_->Submit();
+}
+
+bool Forwarder::ArmQueued() {
+  // Each arm is a non-blocking accept attempt plus a poll registration in
+  // the kernel; a batch per iteration keeps the loop responsive.
+  constexpr size_t kArmBatch = 256;
+  size_t n = 0;
+  while (!arm_queue_.empty() && n < kArmBatch) {
+    ArmItem it = arm_queue_.front();
+    arm_queue_.pop_front();
+    Listener& l = listeners_[it.index];
+    if (!l.used || l.gen != it.gen || l.armed || l.disarmed) continue;
+    Arm(it.index);
+    n++;
+  }
+  if (n) ring_->Submit();
+  return !arm_queue_.empty();
+}
 
 absl::Status Forwarder::Start(const TableSet& tables) {
   RINGFWD_RETURN_IF_ERROR(ValidateTableSet(tables, Context()));
@@ -315,12 +361,15 @@ absl::Status Forwarder::Run() {
   next_expire_ns_ = now_ns_ + 1000000000LL;
   next_scan_ns_ = now_ns_ + int64_t{opts_.scan_interval_ms} * 1000000;
   while (!stop_.load(std::memory_order_relaxed)) {
-    int timeout = tcp_.HasReady() ? 0 : kTickMs;
+    bool backlog = tcp_.HasReady() || !arm_queue_.empty() || !cancel_queue_.empty();
+    int timeout = backlog ? 0 : kTickMs;
     int n = ring_->RunOnce(timeout, [this](const io_uring_cqe& cqe) { Dispatch(cqe); });
     if (n < 0 && n != -ETIME && n != -EINTR && n != -EAGAIN && n != -EBUSY)
       return ErrnoError(-n, "io_uring wait");
     now_ns_ = MonoNs();
     tcp_.RunReady();
+    ProcessCancels(kCancelBatch);
+    ArmQueued();
     Tick(now_ns_);
   }
   {
@@ -355,8 +404,17 @@ void Forwarder::Dispatch(const io_uring_cqe& cqe) {
         l.paused = true;
         any_paused_ = true;
         return;
+      } else if (cqe.res == -EINVAL && ring_->accept_poll_first()) {
+        // A kernel without IORING_ACCEPT_POLL_FIRST: arm without it.
+        LOG_DEBUG("multishot accept: poll-first refused, arming without it");
+        ring_->DisableAcceptPollFirst();
       } else if (cqe.res != -ECANCELED) {
         LOG_RATELIMITED(log::Level::kWarn, "%s: accept: %s", l.label, std::strerror(-cqe.res));
+        if (cqe.res == -EINVAL) {
+          l.paused = true;  // retried on the tick, never in a tight loop
+          any_paused_ = true;
+          return;
+        }
       }
       if (!l.armed && !l.paused && !l.disarmed && cqe.res != -ECANCELED) Arm(ud.index);
       return;
@@ -441,8 +499,11 @@ void Forwarder::Tick(int64_t now_ns) {
 void Forwarder::Rescan() {
   // Our own listeners must not count as the other side listening.
   absl::flat_hash_set<uint64_t> ours;
-  for (const Listener& l : listeners_)
-    if (l.used) ours.insert(l.inode);
+  for (Listener& l : listeners_) {
+    if (!l.used) continue;
+    if (!l.inode) l.inode = InodeOf(l.fd.get());
+    ours.insert(l.inode);
+  }
   PortSet ports[2][2];  // [host=0/target=1][tcp=0/udp=1]
   bool have[2][2] = {{false, false}, {false, false}};
   for (const ScanRule& s : scan_rules_) {

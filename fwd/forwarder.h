@@ -20,6 +20,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <future>
 #include <memory>
@@ -132,12 +133,21 @@ class Forwarder {
   int AddListener(const ListenerKey& key, const ListenerTarget& target, const std::string& label,
                   bool scanned);
   // Registers an open socket as listener for `key` and arms it.
+  // With `defer_arm`, the accept is armed by ArmQueued() in a later batch.
   uint32_t AttachListener(const ListenerKey& key, Fd fd, const ListenerTarget& target,
-                          const std::string& label, bool scanned);
+                          const std::string& label, bool scanned, bool defer_arm = false);
+  // Arms a batch of queued listeners; true if more remain.
+  bool ArmQueued();
+  // Submits up to `max` queued listener cancels; true if more remain.
+  bool ProcessCancels(size_t max);
+  // Submits every queued cancel now.
+  void DrainCancels();
   // Stops accepting on the listener; the socket stays open (and bound).
   void Disarm(uint32_t index);
-  // Unregisters the listener and returns its socket (its accept cancelled).
-  Fd DetachListener(uint32_t index);
+  // Unregisters the listener and returns its socket (its accept cancelled;
+  // with `flush`, the cancel is submitted before returning, so closing the
+  // socket frees its port at once).
+  Fd DetachListener(uint32_t index, bool flush);
   void RemoveListener(uint32_t index);
   void SetScanRules(const TableSet& tables);
   void RunLoopTasks();
@@ -170,6 +180,16 @@ class Forwarder {
   int64_t next_expire_ns_ = 0;
   int64_t next_scan_ns_ = 0;
   bool any_paused_ = false;
+  struct ArmItem {
+    uint32_t index;
+    uint32_t gen;
+  };
+  std::deque<ArmItem> arm_queue_;
+  struct PendingCancel {
+    uint64_t user_data;
+    bool accept;  // a multishot accept (else a UDP listener's poll)
+  };
+  std::deque<PendingCancel> cancel_queue_;
   std::function<void()> tick_hook_;
   bool scan_paused_ = false;  // during a table swap
 

@@ -32,7 +32,6 @@ struct PortSpecOptions {
 // an empty vector. Errors name the offending chunk
 // ("Invalid port specifier '70000'"); rules that map to port 0 or overlap
 // each other are refused with both rules printed.
-absl::StatusOr<std::vector<Rule>> ParsePortSpec(std::string_view spec,
-                                                const PortSpecOptions& opts);
+absl::StatusOr<std::vector<Rule>> ParsePortSpec(std::string_view spec, const PortSpecOptions& opts);
 
 }  // namespace ringfwd

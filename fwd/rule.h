@@ -48,14 +48,14 @@ inline constexpr size_t kIfNameSize = 16;  // IFNAMSIZ
 inline constexpr size_t kMaxRulesPerPif = 255;
 
 struct Rule {
-  Addr6 addr;                             // listen address (see kFlagDualStackAny)
-  Addr6 target;                           // :: = default target (loopback of target side)
+  Addr6 addr;                              // listen address (see kFlagDualStackAny)
+  Addr6 target;                            // :: = default target (loopback of target side)
   std::array<char, kIfNameSize> ifname{};  // NUL-terminated, may be empty
-  uint16_t first = 0;                     // first listening port
-  uint16_t last = 0;                      // last listening port, inclusive
-  uint16_t to = 0;                        // target port of `first`
-  uint8_t proto = 0;                      // kProtoTcp or kProtoUdp
-  uint8_t flags = 0;                      // kFlag* bits
+  uint16_t first = 0;                      // first listening port
+  uint16_t last = 0;                       // last listening port, inclusive
+  uint16_t to = 0;                         // target port of `first`
+  uint8_t proto = 0;                       // kProtoTcp or kProtoUdp
+  uint8_t flags = 0;                       // kFlag* bits
 
   bool dual_stack() const { return flags & kFlagDualStackAny; }
   bool weak() const { return flags & kFlagWeak; }

@@ -14,7 +14,7 @@ namespace ringfwd {
 // One command-line item, in order: a spec option (-t/-u/-T/-U with its
 // argument), a mode switch (-A, -D) or a clear (-C PIF).
 struct EditArg {
-  char opt = 0;      // 't', 'u', 'T', 'U', 'A', 'D' or 'C'
+  char opt = 0;       // 't', 'u', 'T', 'U', 'A', 'D' or 'C'
   std::string value;  // the spec for t/u/T/U, the pif name ("HOST", "SPLICE") for C
 };
 

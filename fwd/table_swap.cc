@@ -60,13 +60,8 @@ SwapResult TableSwap::Apply(const std::vector<SwapBlock>& blocks) {
       return res;
     }
     t->rules = b.rules;
-    absl::Status st = ValidateTable(*t);
-    if (!st.ok()) {
-      res.code = SwapCode::kRejected;
-      res.message = std::string(st.message());
-      return res;
-    }
   }
+  // Every table (rules, count, overlaps), then loops across tables.
   absl::Status st = ValidateTableSet(new_tables_, fwd_->Context());
   if (!st.ok()) {
     res.code = SwapCode::kRejected;
@@ -88,6 +83,7 @@ SwapResult TableSwap::Apply(const std::vector<SwapBlock>& blocks) {
   std::vector<Open> open;
   fwd_->RunOnLoop([&] {
     fwd_->scan_paused_ = true;
+    fwd_->DrainCancels();  // ports a previous swap removed are free to bind
     for (uint32_t i = 0; i < fwd_->listeners_.size(); i++) {
       const auto& l = fwd_->listeners_[i];
       if (l.used) open.push_back(Open{l.key, i, l.scanned});
@@ -101,6 +97,7 @@ SwapResult TableSwap::Apply(const std::vector<SwapBlock>& blocks) {
     return -1;
   };
   absl::flat_hash_map<ListenerKey, Want> want;
+  want.reserve(open.size() + 64);
   for (const Table& t : new_tables_.tables) {
     int block = block_of(t.pif);
     for (size_t ri = 0; ri < t.rules.size(); ri++) {
@@ -180,7 +177,7 @@ SwapResult TableSwap::Apply(const std::vector<SwapBlock>& blocks) {
         auto& l = fwd_->listeners_[o.index];
         d.target = l.target;
         d.label = l.label;
-        Fd fd = fwd_->DetachListener(o.index);
+        Fd fd = fwd_->DetachListener(o.index, true);
       });
       detached_.push_back(std::move(d));
       open_by_key.erase(o.key);
@@ -245,7 +242,8 @@ SwapResult TableSwap::Apply(const std::vector<SwapBlock>& blocks) {
   fwd_->RunOnLoop([&] {
     for (size_t i = 0; i < to_bind.size(); i++) {
       const Want& w = *to_bind[i].second;
-      fwd_->AttachListener(to_bind[i].first, std::move(bound[i].fd), w.target, w.label, w.scanned);
+      fwd_->AttachListener(to_bind[i].first, std::move(bound[i].fd), w.target, w.label, w.scanned,
+                           /*defer_arm=*/true);
       new_keys_.push_back(to_bind[i].first);
     }
     for (const auto& [key, index] : open_by_key) {
@@ -257,6 +255,7 @@ SwapResult TableSwap::Apply(const std::vector<SwapBlock>& blocks) {
         continue;
       }
       const Want& w = it->second;
+      if (l.target == w.target && l.scanned == w.scanned && l.label == w.label) continue;
       kept_.push_back(Kept{index, l.target, l.label, l.scanned, w.target, w.label, w.scanned});
       if (l.key.proto == kProtoUdp && !(l.target == w.target)) fwd_->udp_.FlushListener(index);
       l.target = w.target;
@@ -281,10 +280,15 @@ SwapResult TableSwap::Apply(const std::vector<SwapBlock>& blocks) {
 void TableSwap::Finalize() {
   if (!applied_) return;
   applied_ = false;
+  // Old-only listeners leave the loop (their accepts are cancelled in
+  // batches there); the sockets are closed here, off the data-plane thread.
+  std::vector<Fd> closing;
+  closing.reserve(old_only_.size());
   fwd_->RunOnLoop([&] {
-    for (uint32_t index : old_only_) fwd_->RemoveListener(index);
+    for (uint32_t index : old_only_) closing.push_back(fwd_->DetachListener(index, false));
     fwd_->scan_paused_ = false;
   });
+  closing.clear();
   old_only_.clear();
   detached_.clear();
 }
@@ -318,11 +322,15 @@ SwapResult TableSwap::Undo() {
   if (!applied_) return res;
   applied_ = false;
   fwd_->RunOnLoop([&] {
+    // Cancels still queued for old-only listeners must reach the kernel
+    // before those listeners are armed again.
+    fwd_->DrainCancels();
     // New listeners go; they were armed, so cancel and close them.
     for (const ListenerKey& key : new_keys_) {
       auto it = fwd_->by_key_.find(key);
       if (it != fwd_->by_key_.end()) fwd_->RemoveListener(it->second);
     }
+    fwd_->DrainCancels();  // frees their ports before detached ones re-bind
     for (const Kept& k : kept_) {
       auto& l = fwd_->listeners_[k.index];
       if (l.key.proto == kProtoUdp && !(l.target == k.old_target))

@@ -11,6 +11,10 @@
 #include "absl/strings/str_cat.h"
 #include "uring/user_data.h"
 
+#ifndef IORING_ACCEPT_POLL_FIRST
+#define IORING_ACCEPT_POLL_FIRST (1U << 2)  // Linux 6.10; liburing 2.3 predates it
+#endif
+
 namespace ringfwd {
 namespace {
 
@@ -110,6 +114,7 @@ void Ring::PrepCancel(uint64_t target_user_data) {
 void Ring::PrepMultishotAccept(int fd, uint64_t user_data) {
   io_uring_sqe* sqe = GetSqe();
   io_uring_prep_multishot_accept(sqe, fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  if (accept_poll_first_) sqe->ioprio |= IORING_ACCEPT_POLL_FIRST;
   io_uring_sqe_set_data64(sqe, user_data);
 }
 

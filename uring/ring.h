@@ -59,6 +59,12 @@ class Ring {
   void PrepCancel(uint64_t target_user_data);
   void PrepMultishotAccept(int fd, uint64_t user_data);
 
+  // Whether multishot accepts wait for readiness before trying accept(2)
+  // (IORING_ACCEPT_POLL_FIRST, Linux 6.10+): arming many listeners then
+  // costs no accept attempt each. Turned off when the kernel refuses it.
+  bool accept_poll_first() const { return accept_poll_first_; }
+  void DisableAcceptPollFirst() { accept_poll_first_ = false; }
+
   io_uring* raw() { return &ring_; }
 
  private:
@@ -67,6 +73,7 @@ class Ring {
 
   io_uring ring_{};
   bool initialized_ = false;
+  bool accept_poll_first_ = true;
 };
 
 }  // namespace ringfwd
