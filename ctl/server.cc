@@ -214,11 +214,18 @@ TransactionLog Server::Serve(Fd conn) {
     applied = res.code == SwapCode::kApplied;
     reply = ToStatusReply(res);
   }
-  // A version-2 client reads nothing back; its update is final at the switch.
+  // A version-2 client reads nothing back (PROTOCOL.md section 4): its
+  // update is final at the switch, and it gets no status. A client that
+  // started with the client magic's first byte gets one, even when the rest
+  // did not parse.
+  bool wants_status = upd.value.transactional || (!in.empty() && in[0] == wire::kClientMagic[0]);
   if (applied && !upd.value.transactional) swap.Finalize();
-  out.clear();
-  wire::EncodeStatus(reply, &out);
-  bool delivered = WriteAll(conn.get(), out, deadline);
+  bool delivered = false;
+  if (wants_status) {
+    out.clear();
+    wire::EncodeStatus(reply, &out);
+    delivered = WriteAll(conn.get(), out, deadline);
+  }
   if (applied && upd.value.transactional) {
     if (delivered) {
       swap.Finalize();

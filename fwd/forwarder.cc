@@ -266,7 +266,8 @@ absl::Status Forwarder::Start(const TableSet& tables) {
       if (rep.first_errno == EMFILE && by_key_.size() >= ListenerBudget())
         absl::StrAppend(&what, " (descriptor budget: ", ListenerBudget(),
                         " listeners, a quarter of the open-file limit kept for connections)");
-      if (!rule.weak() || rep.bound == 0) {
+      bool budget_only = rep.first_errno == EMFILE && by_key_.size() >= ListenerBudget();
+      if (!rule.weak() || (rep.bound == 0 && !budget_only)) {
         if (rule.weak() && rep.bound == 0)
           what = absl::StrCat(what, " (best effort, but no port bound)");
         return absl::Status(ErrnoToCode(rep.first_errno), what);

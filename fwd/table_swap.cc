@@ -217,7 +217,10 @@ SwapResult TableSwap::Apply(const std::vector<SwapBlock>& blocks) {
                                       RuleText(r), "): ", rep.failed, " of ",
                                       rep.failed + rep.bound, " ports failed to bind, first port ",
                                       rep.first_failed_port, ": ", std::strerror(rep.first_errno));
-      if (!r.weak() || rep.bound == 0)
+      // A WEAK rule fails the update only if it bound nothing for a reason
+      // other than the descriptor budget (ports that do not fit are reported).
+      bool budget_only = rep.first_errno == EMFILE;
+      if (!r.weak() || (rep.bound == 0 && !budget_only))
         failures.push_back(what);
       else
         warnings.push_back(what);
@@ -241,6 +244,7 @@ SwapResult TableSwap::Apply(const std::vector<SwapBlock>& blocks) {
   // 7. The switch: one closure on the loop thread.
   fwd_->RunOnLoop([&] {
     for (size_t i = 0; i < to_bind.size(); i++) {
+      if (!bound[i].fd) continue;  // a WEAK rule's port that failed: reported, not open
       const Want& w = *to_bind[i].second;
       fwd_->AttachListener(to_bind[i].first, std::move(bound[i].fd), w.target, w.label, w.scanned,
                            /*defer_arm=*/true);
