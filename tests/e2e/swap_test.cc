@@ -302,7 +302,7 @@ TEST_F(SwapTest, NarrowingWildcardToOneAddressAndBack) {
 // data-plane thread (close/__fput/tcp_close, cancels). perf on the loop
 // thread: ~40% close(), ~35% io_uring_enter. PROTOCOL.md 5.2/5.8: binding
 // thousands of ports must not pause forwarding.
-TEST_F(SwapTest, DISABLED_BigSwapDoesNotPauseForwarding) {
+TEST_F(SwapTest, BigSwapDoesNotPauseForwarding) {
   RaiseNofile();
   auto echo = StartEcho(*target_, "127.0.0.1", 5000);
   ASSERT_TRUE(echo);
@@ -353,6 +353,8 @@ TEST_F(SwapTest, HeldPortRollsBackTheWholeUpdate) {
   ASSERT_TRUE(d);
   Listing before = ListControl(ctl_);
   ASSERT_TRUE(before.ok()) << before.error;
+  const uint64_t inode5000 = ListenerInode(*host_, AF_INET6, 5000);
+  const uint64_t inode5001 = ListenerInode(*host_, AF_INET6, 5001);
 
   auto old_tables_forward = [&] {
     EXPECT_EQ(EchoByte(*host_, V4(5000)), 0);
@@ -388,6 +390,9 @@ TEST_F(SwapTest, HeldPortRollsBackTheWholeUpdate) {
     unchanged();
     old_tables_forward();
     EXPECT_EQ(EchoByte(*host_, V4(6001)), ECONNREFUSED);
+    // The very same sockets: kept, and old-only ones never closed.
+    EXPECT_EQ(ListenerInode(*host_, AF_INET6, 5000), inode5000);
+    EXPECT_EQ(ListenerInode(*host_, AF_INET6, 5001), inode5001);
   }
   {
     SCOPED_TRACE("narrowing 5001 (its old socket closed first) in a failing update");
@@ -536,7 +541,7 @@ TEST_F(SwapTest, UndoneNarrowingRestoresTheWildcard) {
 // accept (or UDP poll) completes at once with EBADF and is re-armed at once:
 // the data-plane thread spins forever ("accept: Bad file descriptor" in the
 // log), and the key counts as open: a later update reports the port bound.
-TEST_F(SwapTest, DISABLED_WeakRuleWithFailedPortLeavesDaemonIdle) {
+TEST_F(SwapTest, WeakRuleWithFailedPortLeavesDaemonIdle) {
   auto e6001 = StartEcho(*target_, "127.0.0.1", 6001);
   ASSERT_TRUE(e6001);
   Fd held = TcpListen(*host_, Addr::Of("0.0.0.0", 6002));
