@@ -75,6 +75,59 @@ TEST_F(ScanTest, ForwardsOnlyWhileTargetListens) {
   EXPECT_GE(WaitFor(*host_, front, "sc2", true), 0) << "20005 not forwarded again";
 }
 
+// A connection made through a scanned port outlives the listener: when the
+// target stops listening, the port closes, but the established connection
+// keeps working.
+TEST_F(ScanTest, EstablishedConnectionSurvivesUnscan) {
+  auto d = StartForwarder({"-t", "20000-20010,auto"});
+  ASSERT_TRUE(d);
+  TcpServer server(TcpListen(*target_, Addr::Of("127.0.0.1", 20002)), [](Fd conn) {
+    // Echo until EOF.
+    Deadline deadline = In(15000 * Slowdown());
+    for (;;) {
+      std::string got;
+      if (!WaitReadable(conn.get(), deadline)) return;
+      int err = RecvExact(conn.get(), 1, &got, deadline);
+      if (err || SendAll(conn.get(), got, deadline)) return;
+    }
+  });
+  Addr front = Addr::Of("127.0.0.1", 20002);
+  Fd c;
+  for (Deadline dl = In(ScanWaitMs()); !c && Clock::now() < dl; usleep(50000)) {
+    int err = 0;
+    c = TcpConnect(*host_, front, &err, 1000 * Slowdown());
+    std::string back;
+    if (c && (SendAll(c.get(), "x", In(1000)) != 0 ||
+              RecvExact(c.get(), 1, &back, In(2000 * Slowdown())) != 0))
+      c.Reset();
+  }
+  ASSERT_TRUE(c) << "20002 never forwarded";
+  server.CloseListener();
+  EXPECT_GE(WaitFor(*host_, front, "", false), 0) << "20002 still open";
+  std::string back;
+  ASSERT_EQ(SendAll(c.get(), "y", In(1000)), 0);
+  EXPECT_EQ(RecvExact(c.get(), 1, &back, In(3000 * Slowdown())), 0)
+      << "the established connection died with the listener";
+  EXPECT_EQ(back, "y");
+}
+
+// UDP SCAN: a port is forwarded while the target has a socket bound to it.
+TEST_F(ScanTest, UdpScan) {
+  auto d = StartForwarder({"-u", "20000-20010,auto"});
+  ASSERT_TRUE(d);
+  UdpEchoServer server(UdpBind(*target_, Addr::Of("127.0.0.1", 20008)), "u:");
+  Fd c = SocketIn(*host_, AF_INET, SOCK_DGRAM);
+  Addr to = Addr::Of("127.0.0.1", 20008);
+  bool served = false;
+  for (Deadline dl = In(ScanWaitMs()); !served && Clock::now() < dl;) {
+    ASSERT_GE(sendto(c.get(), "q", 1, 0, to.sa(), to.len), 0);
+    char buf[16];
+    served = WaitReadable(c.get(), In(200)) && recv(c.get(), buf, sizeof(buf), 0) == 3 &&
+             std::string(buf, 3) == "u:q";
+  }
+  EXPECT_TRUE(served) << "UDP 20008 not forwarded within " << ScanWaitMs() << " ms";
+}
+
 // A port outside the rule's range is never forwarded, even if the target
 // listens on it.
 TEST_F(ScanTest, IgnoresPortsOutsideTheRange) {

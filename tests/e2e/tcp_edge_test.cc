@@ -160,6 +160,66 @@ TEST_F(TcpEdgeTest, SmallWritesAreNotDelayed) {
   EXPECT_LT(ms, 1000 * Slowdown()) << kRounds << " rounds took " << ms << " ms";
 }
 
+// Clients that reset right after connecting, hundreds of times, some before
+// the forwarder reached the target: the daemon keeps serving.
+TEST_F(TcpEdgeTest, ConnectResetChurn) {
+  EchoServer echo(TcpListen(*target_, Back()));
+  auto d = StartForwarder({"-t", "8080:80"});
+  ASSERT_TRUE(d);
+  std::vector<Fd> socks = SocketsIn(*host_, AF_INET, SOCK_STREAM, 300);
+  Addr front = Front();
+  for (Fd& s : socks) {
+    linger lg{1, 0};
+    setsockopt(s.get(), SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    ConnectFd(s.get(), front, In(2000 * Slowdown()));
+    s.Reset();
+  }
+  int err = 0;
+  Fd c = TcpConnect(*host_, front, &err);
+  ASSERT_TRUE(c) << std::strerror(err);
+  ExchangeResult r = Exchange(c.get(), 2, 100000, true, In(5000 * Slowdown()));
+  EXPECT_EQ(r.err, 0) << std::strerror(r.err);
+  EXPECT_EQ(r.recv_digest, PatternDigest(2, 100000));
+  EXPECT_TRUE(d->Running());
+}
+
+// A thousand-port range: every port is its own listener, remapped.
+TEST_F(TcpEdgeTest, WideRange) {
+  EchoServer a(TcpListen(*target_, Back(20000)), "first");
+  EchoServer b(TcpListen(*target_, Back(20999)), "last_");
+  auto d = StartForwarder({"-t", "10000-10999:20000-20999"});
+  ASSERT_TRUE(d);
+  for (auto [port, greeting] :
+       {std::pair<uint16_t, const char*>{10000, "first"}, {10999, "last_"}}) {
+    int err = 0;
+    Fd c = TcpConnect(*host_, Front(port), &err);
+    ASSERT_TRUE(c) << port << ": " << std::strerror(err);
+    std::string g;
+    EXPECT_EQ(RecvExact(c.get(), 5, &g, In(3000 * Slowdown())), 0);
+    EXPECT_EQ(g, greeting);
+  }
+  int err = 0;
+  EXPECT_FALSE(TcpConnect(*host_, Front(11000), &err));
+  EXPECT_EQ(err, ECONNREFUSED);
+}
+
+// TCP and UDP rules on the same port number are independent.
+TEST_F(TcpEdgeTest, TcpAndUdpOnOnePort) {
+  EchoServer tcp(TcpListen(*target_, Back()), "tcp");
+  UdpEchoServer udp(UdpBind(*target_, Back()), "udp:");
+  auto d = StartForwarder({"-t", "8080:80", "-u", "8080:80"});
+  ASSERT_TRUE(d);
+  int err = 0;
+  Fd c = TcpConnect(*host_, Front(), &err);
+  ASSERT_TRUE(c) << std::strerror(err);
+  std::string g;
+  EXPECT_EQ(RecvExact(c.get(), 3, &g, In(3000 * Slowdown())), 0);
+  EXPECT_EQ(g, "tcp");
+  Fd u = SocketIn(*host_, AF_INET, SOCK_DGRAM);
+  Addr from;
+  EXPECT_EQ(UdpRoundTrip(u.get(), Front(), "x", &from), "udp:x");
+}
+
 // --pipe-size 4096: bytes still intact, many small splices.
 TEST_F(TcpEdgeTest, TinyPipes) {
   EchoServer echo(TcpListen(*target_, Back()));
@@ -202,13 +262,9 @@ TEST_F(TcpEdgeTest, Exclusions) {
 // (20000). Keep a reserve for connections, report the ports that did not
 // fit." Ports at both ends work.
 //
-// DISABLED: daemon bug. `-t all` is split into 1-32767 and 61000-65535; the
-// first rule uses up the whole listener budget (14936 of 20000 descriptors),
-// so the second binds nothing, and "a WEAK rule that bound nothing fails the
-// start": ringfwd exits 1 with "HOST rule TCP [*]:61000-65535 ... 4536 of
-// 4536 ports failed ... Too many open files ... (best effort, but no port
-// bound)". `-t all` cannot start on a machine with this open-file limit.
-TEST_F(TcpEdgeTest, DISABLED_AllPorts) {
+// (Failed to start before b22be6f: the second WEAK rule, 61000-65535, found
+// the budget used up, bound nothing, and failed the start.)
+TEST_F(TcpEdgeTest, AllPorts) {
   RaiseNofile();
   EchoServer low(TcpListen(*target_, Back(22)), "22");
   EchoServer high(TcpListen(*target_, Back(8080)), "8080");
@@ -222,6 +278,8 @@ TEST_F(TcpEdgeTest, DISABLED_AllPorts) {
     EXPECT_EQ(RecvExact(c.get(), std::to_string(p).size(), &g, In(3000 * Slowdown())), 0);
     EXPECT_EQ(g, std::to_string(p));
   }
+  // The ports beyond the budget are reported.
+  EXPECT_NE(d->Log().find("ports failed"), std::string::npos) << d->Log();
   EXPECT_EQ(d->Stop(10000 * Slowdown()), 0);
 }
 
