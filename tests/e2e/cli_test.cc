@@ -1,8 +1,12 @@
 // The daemon's command line as a user meets it: refusals with one clear
 // line, help and version, pid file, and shutting down on signals.
+#include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -23,6 +27,19 @@ namespace {
 std::string ReadIfThere(const std::string& path) {
   std::ifstream in(path);
   return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// The namespace identity ("net:[inode]") of a /proc ns link, or of a bind
+// mounted namespace file (by its inode).
+std::string ReadLink(const std::string& path, bool is_file) {
+  if (is_file) {
+    struct stat st;
+    if (stat(path.c_str(), &st) != 0) return "";
+    return "net:[" + std::to_string(st.st_ino) + "]";
+  }
+  char buf[128];
+  ssize_t n = readlink(path.c_str(), buf, sizeof(buf));
+  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
 }
 
 class CliTest : public E2eTest {
@@ -75,6 +92,13 @@ TEST_F(CliTest, BadSpecsRefused) {
     ExpectRefused({"--netns", target_->name(), "-t", spec}, {spec});
 }
 
+TEST_F(CliTest, BadOptionValuesRefused) {
+  ExpectRefused({"--udp-timeout", "0", "-t", "8080:80"}, {"'0'"});
+  ExpectRefused({"--max-tcp-flows", "x", "-t", "8080:80"}, {"'x'"});
+  ExpectRefused({"--max-udp-flows", "-1", "-t", "8080:80"}, {"'-1'"});
+  ExpectRefused({"--pipe-size", "100", "-t", "8080:80"}, {"'100'"});
+}
+
 TEST_F(CliTest, MissingNamespaceRefused) {
   struct stat st;
   if (stat("/run/netns/does-not-exist", &st) == 0) GTEST_SKIP() << "it exists here";
@@ -97,6 +121,53 @@ TEST_F(CliTest, PortInUseRefused) {
   Fd taken = TcpListen(*host_, Addr::Of("127.0.0.1", 8080));
   ASSERT_TRUE(taken);
   ExpectRefused({"--netns", target_->name(), "-t", "127.0.0.1/8080:80"}, {"8080"});
+}
+
+// --netns as a path to a namespace file.
+TEST_F(CliTest, NetnsByPath) {
+  EchoServer server(TcpListen(*target_, Addr::Of("127.0.0.1", 80)), "ok");
+  auto d = StartDaemon({"--netns", target_->path(), "-t", "8080:80"});
+  ASSERT_TRUE(d);
+  int err = 0;
+  Fd c = TcpConnect(*host_, Addr::Of("127.0.0.1", 8080), &err);
+  ASSERT_TRUE(c) << std::strerror(err);
+  std::string g;
+  EXPECT_EQ(RecvExact(c.get(), 2, &g, In(3000 * Slowdown())), 0);
+  EXPECT_EQ(g, "ok");
+}
+
+// --netns as the pid of a process in the target namespace.
+TEST_F(CliTest, NetnsByPid) {
+  Fd nsfd(open(target_->path().c_str(), O_RDONLY | O_CLOEXEC));
+  ASSERT_TRUE(nsfd);
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (setns(nsfd.get(), CLONE_NEWNET) < 0) _exit(1);
+    for (;;) pause();
+  }
+  EchoServer server(TcpListen(*target_, Addr::Of("127.0.0.1", 80)), "ok");
+  // The child is in the namespace once /proc says so.
+  std::string want = ReadLink(target_->path(), true);
+  for (Deadline dl = In(3000); Clock::now() < dl; usleep(2000))
+    if (ReadLink("/proc/" + std::to_string(child) + "/ns/net", false) == want) break;
+  {
+    auto d = StartDaemon({"--netns", std::to_string(child), "-t", "8080:80"});
+    EXPECT_TRUE(d);
+    if (d) {
+      int err = 0;
+      Fd c = TcpConnect(*host_, Addr::Of("127.0.0.1", 8080), &err);
+      EXPECT_TRUE(c) << std::strerror(err);
+      std::string g;
+      if (c) {
+        EXPECT_EQ(RecvExact(c.get(), 2, &g, In(3000 * Slowdown())), 0);
+      }
+      EXPECT_EQ(g, "ok");
+    }
+  }
+  kill(child, SIGKILL);
+  waitpid(child, nullptr, 0);
 }
 
 TEST_F(CliTest, HelpAndVersion) {
