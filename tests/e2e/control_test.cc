@@ -191,8 +191,11 @@ TEST_F(ControlTest, HostileClientsChangeNothing) {
   const int kProto = static_cast<int>(wire::StatusCode::kProtocolError);
   const int kRej = static_cast<int>(wire::StatusCode::kRejected);
   const std::vector<Hostile> cases = {
-      {"text garbage after the hello", Text("hello, world\n"), false, kProto},
-      {"binary garbage after the hello", wire::Bytes(64, 0xa5), false, kProto},
+      // Without the client magic a client speaks version 2: it gets no status.
+      {"text garbage after the hello", Text("hello, world\n"), false, -1},
+      {"binary garbage after the hello", wire::Bytes(64, 0xa5), false, -1},
+      {"garbage after the client magic", Concat({ClientMagic(), Text("hello, world\n")}), false,
+       kProto},
       {"wrong client magic", Concat({Text(std::string("basil:x\0", 8)), host_block, end}), false,
        kProto},
       {"client magic of another protocol", Concat({Text("bogus!!!"), host_block, end}), false,
@@ -489,10 +492,9 @@ TEST_F(ControlTest, InteropClientUpdatesApply) {
   }
 }
 
-// BUG (reported to the owner of ctl/server.cc): PROTOCOL.md section 4 says
-// that after a version-2 update "the server applies the tables and sends
-// nothing back"; ringfwd writes a status to version-2 clients too. A client
-// that reads to EOF after its update sees bytes it cannot expect.
+// PROTOCOL.md section 4: after a version-2 update "the server applies the
+// tables and sends nothing back". (Regression: ringfwd used to write a
+// status to version-2 clients too; fixed in b22be6f.)
 TEST_F(ControlTest, VersionTwoUpdateGetsNoReply) {
   auto d = Start(kInteropArgs);
   ASSERT_TRUE(d);
