@@ -202,6 +202,76 @@ TEST_F(CliTest, PidFile) {
   unlink(path.c_str());
 }
 
+// True once `pid` has exited (gone, or a zombie nobody reaped yet).
+bool Exited(pid_t pid) {
+  std::string stat = ReadIfThere("/proc/" + std::to_string(pid) + "/stat");
+  size_t paren = stat.rfind(')');
+  return stat.empty() ||
+         (paren != std::string::npos && paren + 2 < stat.size() && stat[paren + 2] == 'Z');
+}
+
+// --daemon: the command returns 0 at once, the detached daemon writes its pid
+// file and log, forwards (also more connections than its pre-opened socket
+// pool holds, which needs its namespace thread), and exits on SIGTERM.
+TEST_F(CliTest, DaemonMode) {
+  std::string base = "/tmp/rfe2e-daemon-" + std::to_string(getpid());
+  std::string pid_path = base + ".pid", log_path = base + ".log";
+  unlink(pid_path.c_str());
+  unlink(log_path.c_str());
+  EchoServer echo(TcpListen(*target_, Addr::Of("127.0.0.1", 80)));
+  CmdResult r = RunRingfwd(*host_, {"--daemon", "--pid", pid_path, "--log-file", log_path,
+                                    "--netns", target_->name(), "-t", "8080:80"});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  pid_t pid = 0;
+  for (Deadline dl = In(3000 * Slowdown()); pid <= 0 && Clock::now() < dl; usleep(5000)) {
+    std::string text = ReadIfThere(pid_path);
+    if (!text.empty() && text.back() == '\n') pid = std::atoi(text.c_str());
+  }
+  ASSERT_GT(pid, 0) << "no pid file";
+  struct Killer {
+    pid_t pid;
+    ~Killer() {
+      if (!Exited(pid)) kill(pid, SIGKILL);
+    }
+  } killer{pid};
+  EXPECT_NE(ReadIfThere(log_path).find(" ready"), std::string::npos) << ReadIfThere(log_path);
+  int served = 0;
+  for (int i = 0; i < 100; ++i) {
+    int err = 0;
+    Fd c = TcpConnect(*host_, Addr::Of("127.0.0.1", 8080), &err);
+    if (!c) break;
+    std::string back;
+    if (SendAll(c.get(), "hi", In(1000)) != 0 ||
+        RecvExact(c.get(), 2, &back, In(2000 * Slowdown())) != 0 || back != "hi")
+      break;
+    ++served;
+  }
+  EXPECT_EQ(served, 100) << "log:\n" << ReadIfThere(log_path);
+  kill(pid, SIGTERM);
+  for (Deadline dl = In(3000 * Slowdown()); !Exited(pid) && Clock::now() < dl;) usleep(5000);
+  EXPECT_TRUE(Exited(pid)) << "the daemon ignored SIGTERM";
+  struct stat st;
+  EXPECT_NE(stat(pid_path.c_str(), &st), 0) << "pid file left behind";
+  unlink(pid_path.c_str());
+  unlink(log_path.c_str());
+}
+
+// SIGHUP (reopen the log) does not stop the daemon.
+TEST_F(CliTest, SighupKeepsRunning) {
+  EchoServer echo(TcpListen(*target_, Addr::Of("127.0.0.1", 80)));
+  auto d = StartForwarder({"-t", "8080:80"});
+  ASSERT_TRUE(d);
+  kill(d->pid(), SIGHUP);
+  int err = 0;
+  Fd c = TcpConnect(*host_, Addr::Of("127.0.0.1", 8080), &err);
+  ASSERT_TRUE(c) << std::strerror(err);
+  std::string back;
+  ASSERT_EQ(SendAll(c.get(), "hi", In(1000)), 0);
+  EXPECT_EQ(RecvExact(c.get(), 2, &back, In(3000 * Slowdown())), 0);
+  EXPECT_TRUE(d->Running());
+  EXPECT_EQ(d->Stop(), 0);
+}
+
 TEST_F(CliTest, SigintExitsZero) {
   auto d = StartForwarder({"-t", "8080:80"});
   ASSERT_TRUE(d);

@@ -248,6 +248,17 @@ TEST_F(UdpTest, SpliceDirection) {
   EXPECT_EQ(from, Addr::Of("127.0.0.1", 7000));
 }
 
+// Without --netns the target side is the host itself.
+TEST_F(UdpTest, HostTargetWithoutNetns) {
+  UdpEchoServer server(UdpBind(*host_, Addr::Of("127.0.0.1", 53)), "h:");
+  auto d = StartDaemon({"-u", "5353:53"});
+  ASSERT_TRUE(d);
+  Fd c = SocketIn(*host_, AF_INET, SOCK_DGRAM);
+  Addr from;
+  EXPECT_EQ(UdpRoundTrip(c.get(), Addr::Of("127.0.0.1", 5353), "x", &from), "h:x");
+  EXPECT_EQ(from, Addr::Of("127.0.0.1", 5353));
+}
+
 // More clients than --max-udp-flows: the least recently used flows are
 // evicted, and every client still gets its replies.
 TEST_F(UdpTest, FlowCapEvictsButServes) {
