@@ -42,7 +42,8 @@
 # Metrics, per forwarder and round:
 #   tput_gbps        iperf3 -t T, client to server, receiver's rate
 #   cpu_ms_per_gib   forwarder CPU time (utime+stime of every thread of the
-#                    process and its children, /proc/PID/stat) over an
+#                    process, plus its children, live or reaped:
+#                    /proc/PID/stat) over an
 #                    iperf3 -n BYTES transfer, per GiB received
 #   conn_per_s       connload rate: N connections, 32 at once, each connect,
 #                    1-byte echo, server closes, client closes
@@ -254,8 +255,10 @@ fi
 
 HZ=$(getconf CLK_TCK)
 
-# utime+stime in clock ticks of process $1 (all its threads) and of its
-# descendants, recursively (bounded depth).
+# CPU time in clock ticks of process $1 and its descendants: utime+stime
+# (all threads) plus cutime+cstime (children it has reaped: pasta opens
+# target-side sockets in short-lived clone()d children), then the same for
+# each live child, recursively (bounded depth).
 cpu_ticks() {
   local pid="$1" depth="${2:-0}" total=0 s rest kid
   if [[ -r "/proc/$pid/stat" ]]; then
@@ -263,7 +266,7 @@ cpu_ticks() {
     rest="${s##*) }"
     # shellcheck disable=SC2206
     local f=($rest)
-    ((total += f[11] + f[12])) || true
+    ((total += f[11] + f[12] + f[13] + f[14])) || true
     if ((depth < 4)); then
       # shellcheck disable=SC2013  # children holds pids separated by spaces
       for kid in $(cat /proc/"$pid"/task/*/children 2>/dev/null); do
@@ -501,7 +504,7 @@ has direct && NPLOT_FWD=$((NPLOT_FWD - 1))
 gnuplot <<GP || log "gnuplot failed; no plot"
 set terminal pngcairo size 1200,860 font ",10"
 set output "$OUT/compare.png"
-set multiplot layout 2,2 title "ringfwd side by side, $DATE, $(nproc) CPUs: medians of $ROUNDS round(s), bars min-max"
+set multiplot layout 2,2 title "ringfwd side by side, $DATE, $(nproc) CPUs, load average $LOAD0 at start: medians of $ROUNDS round(s), bars min-max"
 set style fill solid 0.8 border -1
 set grid ytics
 set yrange [0:*]
