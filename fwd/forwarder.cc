@@ -19,7 +19,7 @@ namespace {
 
 constexpr int kTickMs = 100;
 // Listener cancels per loop iteration (each is kernel work on this thread).
-constexpr size_t kCancelBatch = 512;
+constexpr size_t kCancelBatch = 256;
 
 int64_t MonoNs() {
   timespec ts;
@@ -148,13 +148,19 @@ uint32_t Forwarder::AttachListener(const ListenerKey& key, Fd fd, const Listener
   return index;
 }
 
-void Forwarder::Disarm(uint32_t index) {
+void Forwarder::Disarm(uint32_t index, bool cancel_now) {
   Listener& l = listeners_[index];
   if (l.armed) {
-    // Cancelled in batches by ProcessCancels(), between data completions.
     bool tcp = l.key.proto == kProtoTcp;
-    cancel_queue_.push_back(
-        PendingCancel{UserData{tcp ? kind::kAccept : kind::kUdpListen, l.gen, index}.Pack(), tcp});
+    uint64_t ud = UserData{tcp ? kind::kAccept : kind::kUdpListen, l.gen, index}.Pack();
+    if (!cancel_now) {
+      // Cancelled in batches by ProcessCancels(), between data completions.
+      cancel_queue_.push_back(PendingCancel{ud, tcp});
+    } else if (tcp) {
+      ring_->PrepCancel(ud);
+    } else {
+      ring_->PrepPollRemove(ud);
+    }
   }
   l.armed = false;
   l.paused = false;
@@ -164,13 +170,10 @@ void Forwarder::Disarm(uint32_t index) {
   l.gen = (l.gen + 1) & UserData::kGenMask;
 }
 
-Fd Forwarder::DetachListener(uint32_t index, bool flush) {
+Fd Forwarder::DetachListener(uint32_t index, bool cancel_now) {
   Listener& l = listeners_[index];
-  Disarm(index);
+  Disarm(index, cancel_now);
   if (l.key.proto == kProtoUdp) udp_.FlushListener(index);
-  // Hand the cancel to the kernel now when the caller will close the socket
-  // to bind its port again: the request's reference to it must be gone.
-  if (flush) DrainCancels();
   by_key_.erase(l.key);
   Fd fd = std::move(l.fd);
   l.used = false;

@@ -142,12 +142,14 @@ class Forwarder {
   bool ProcessCancels(size_t max);
   // Submits every queued cancel now.
   void DrainCancels();
-  // Stops accepting on the listener; the socket stays open (and bound).
-  void Disarm(uint32_t index);
-  // Unregisters the listener and returns its socket (its accept cancelled;
-  // with `flush`, the cancel is submitted before returning, so closing the
-  // socket frees its port at once).
-  Fd DetachListener(uint32_t index, bool flush);
+  // Stops accepting on the listener; the socket stays open (and bound). The
+  // cancel is queued for ProcessCancels(), or with `cancel_now` prepared at
+  // once (the caller submits).
+  void Disarm(uint32_t index, bool cancel_now = false);
+  // Unregisters the listener and returns its socket, its accept cancelled as
+  // in Disarm(). Closing the socket frees its port only once the cancel has
+  // been submitted: the kernel's request holds a reference until then.
+  Fd DetachListener(uint32_t index, bool cancel_now);
   void RemoveListener(uint32_t index);
   void SetScanRules(const TableSet& tables);
   void RunLoopTasks();

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -178,6 +179,7 @@ SwapResult TableSwap::Apply(const std::vector<SwapBlock>& blocks) {
         d.target = l.target;
         d.label = l.label;
         Fd fd = fwd_->DetachListener(o.index, true);
+        fwd_->ring_->Submit();  // the port is free once this thread closes fd
       });
       detached_.push_back(std::move(d));
       open_by_key.erase(o.key);
@@ -254,7 +256,8 @@ SwapResult TableSwap::Apply(const std::vector<SwapBlock>& blocks) {
       auto& l = fwd_->listeners_[index];
       auto it = want.find(key);
       if (it == want.end()) {
-        fwd_->Disarm(index);
+        // Old-only: still accepting (into its old target) until Finalize,
+        // so an undo finds it exactly as it was.
         old_only_.push_back(index);
         continue;
       }
@@ -286,13 +289,20 @@ void TableSwap::Finalize() {
   applied_ = false;
   // Old-only listeners leave the loop (their accepts are cancelled in
   // batches there); the sockets are closed here, off the data-plane thread.
-  std::vector<Fd> closing;
-  closing.reserve(old_only_.size());
-  fwd_->RunOnLoop([&] {
-    for (uint32_t index : old_only_) closing.push_back(fwd_->DetachListener(index, false));
-    fwd_->scan_paused_ = false;
-  });
-  closing.clear();
+  // In batches: the loop cancels a batch's accepts (dropping the kernel's
+  // references), then this thread closes those sockets, so tearing down a
+  // listening socket never runs on the data-plane thread.
+  constexpr size_t kBatch = 256;
+  for (size_t start = 0; start < old_only_.size(); start += kBatch) {
+    std::vector<Fd> closing;
+    size_t end = std::min(old_only_.size(), start + kBatch);
+    fwd_->RunOnLoop([&] {
+      for (size_t i = start; i < end; i++)
+        closing.push_back(fwd_->DetachListener(old_only_[i], /*cancel_now=*/true));
+      fwd_->ring_->Submit();
+    });
+  }
+  fwd_->RunOnLoop([&] { fwd_->scan_paused_ = false; });
   old_only_.clear();
   detached_.clear();
 }
@@ -326,9 +336,6 @@ SwapResult TableSwap::Undo() {
   if (!applied_) return res;
   applied_ = false;
   fwd_->RunOnLoop([&] {
-    // Cancels still queued for old-only listeners must reach the kernel
-    // before those listeners are armed again.
-    fwd_->DrainCancels();
     // New listeners go; they were armed, so cancel and close them.
     for (const ListenerKey& key : new_keys_) {
       auto it = fwd_->by_key_.find(key);
@@ -342,11 +349,6 @@ SwapResult TableSwap::Undo() {
       l.target = k.old_target;
       l.label = k.old_label;
       l.scanned = k.old_scanned;
-    }
-    for (uint32_t index : old_only_) {
-      auto& l = fwd_->listeners_[index];
-      l.disarmed = false;
-      fwd_->Arm(index);
     }
     fwd_->SetScanRules(old_tables_);
     std::lock_guard<std::mutex> lock(fwd_->tables_mu_);

@@ -16,10 +16,12 @@
 //            -> any non-WEAK failure (or a WEAK non-SCAN rule with no port):
 //               undo everything, re-binding detached old sockets
 //               (APPLY_FAILED, or ROLLBACK_FAILED if one cannot come back)
-//            -> switch, on the loop: new listeners armed, kept ones
-//               re-pointed, old-only ones disarmed but left open
+//            -> switch, on the loop: new listeners armed (in batches
+//               between completions), kept ones re-pointed; old-only ones
+//               keep accepting into their old target until Finalize
 //   then either
-//   Finalize: old-only sockets closed, scanning resumed (status delivered)
+//   Finalize: old-only accepts cancelled on the loop and their sockets closed
+//             here, in batches; scanning resumed (status delivered)
 //   Undo:     the switch reversed exactly (client gone before its status).
 #pragma once
 
@@ -104,7 +106,7 @@ class TableSwap {
   TableSet old_tables_;
   TableSet new_tables_;
   std::vector<Kept> kept_;
-  std::vector<uint32_t> old_only_;  // listener indexes, disarmed at the switch
+  std::vector<uint32_t> old_only_;  // listener indexes, closed by Finalize
   std::vector<ListenerKey> new_keys_;
   std::vector<Detached> detached_;
 };
