@@ -3,7 +3,7 @@
 # measured in one run on this machine.
 #
 # Usage: bench/compare.sh [--rounds N] [--quick] [--only LIST] [--build-dir DIR]
-#                         [--out DIR] [--keep-logs]
+#                         [--rebuild] [--out DIR] [--keep-logs]
 #   --rounds N      interleaved rounds (default 5); each round runs every
 #                   forwarder once, starting one further along each round
 #   --quick         smoke test: 1 round, short runs, results under the build
@@ -12,6 +12,7 @@
 #                   (ratios need direct and pasta in the set)
 #   --build-dir DIR ringfwd build (default build-bench; configured and built
 #                   with cmake/ninja when a binary is missing)
+#   --rebuild       run ninja for ringfwd, echo_server and connload first
 #   --out DIR       where the CSV and PNG go (default bench/results)
 #   --keep-logs     keep the work directory with every log and JSON output
 # Needs root (network namespaces), iperf3, python3, gnuplot, and pasta
@@ -67,8 +68,9 @@ ONLY="direct,ringfwd,pasta,haproxy"
 BUILD="$REPO/build-bench"
 OUT=""
 KEEP_LOGS=0
+REBUILD=0
 
-usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; }
 
 while (($#)); do
   case "$1" in
@@ -78,6 +80,7 @@ while (($#)); do
     --build-dir) BUILD="${2:?}"; shift 2 ;;
     --out) OUT="${2:?}"; shift 2 ;;
     --keep-logs) KEEP_LOGS=1; shift ;;
+    --rebuild) REBUILD=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "compare.sh: unknown option '$1'" >&2; usage >&2; exit 2 ;;
   esac
@@ -110,7 +113,7 @@ for t in "${need[@]}"; do
   command -v "$t" >/dev/null || { echo "compare.sh: $t not found (scripts/deps.sh --bench)" >&2; exit 1; }
 done
 BIN="$BUILD/bin"
-if [[ ! -x "$BIN/ringfwd" || ! -x "$BIN/echo_server" || ! -x "$BIN/connload" ]]; then
+if ((REBUILD)) || [[ ! -x "$BIN/ringfwd" || ! -x "$BIN/echo_server" || ! -x "$BIN/connload" ]]; then
   echo "compare.sh: building ringfwd, echo_server and connload in $BUILD" >&2
   [[ -f "$BUILD/build.ninja" ]] ||
     cmake -S "$REPO" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
@@ -363,7 +366,8 @@ LOAD1="$(cut -d' ' -f1-3 /proc/loadavg)"
 # ---- summary, CSV and plot --------------------------------------------------
 mkdir -p "$OUT"
 cp "$RAW" "$OUT/compare-$DATE-raw.csv"
-VERSIONS="ringfwd $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?');"
+VERSIONS="ringfwd built $(date -r "$BIN/ringfwd" '+%F %H:%M') (tree at"
+VERSIONS+=" $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?') now);"
 VERSIONS+=" passt $(dpkg-query -W -f='${Version}' passt 2>/dev/null || echo '?');"
 VERSIONS+=" haproxy $(haproxy -v 2>/dev/null | awk 'NR==1{print $3}');"
 VERSIONS+=" iperf3 $(iperf3 --version | awk 'NR==1{print $2}'); kernel $(uname -r); $(nproc) CPUs"
