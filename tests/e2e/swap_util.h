@@ -8,6 +8,7 @@
 #pragma once
 
 #include <sys/types.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cstdint>
@@ -38,6 +39,18 @@ class SocketDir {
  private:
   std::string dir_;
 };
+
+// Waits until `pred` holds, polling every millisecond, up to `ms` (scaled
+// for sanitizers). Returns whether it held.
+template <typename Pred>
+bool WaitUntil(Pred pred, int ms) {
+  Deadline d = In(ms * Slowdown());
+  while (!pred()) {
+    if (Clock::now() >= d) return false;
+    usleep(1000);
+  }
+  return true;
+}
 
 // Runs `pesto ARGS... PATH` (the built binary) to completion.
 CmdResult RunPesto(const std::vector<std::string>& args, const std::string& path,
