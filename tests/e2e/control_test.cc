@@ -290,6 +290,7 @@ TEST_F(ControlTest, DisconnectMidUpdateChangesNothing) {
   TableSet more = before.tables;
   more.Find(PifId::kHost)->rules.push_back(MakeRule(kProtoTcp, "", 6001, 6001, 6001));
   const wire::Bytes full = TxnUpdateOf(more);
+  Pinger ping(*host_, V4(5000));
 
   for (size_t cut : {size_t{1}, size_t{8}, size_t{13}, full.size() / 2, full.size() - 1}) {
     SCOPED_TRACE("closes after " + std::to_string(cut) + " of " + std::to_string(full.size()));
@@ -316,6 +317,9 @@ TEST_F(ControlTest, DisconnectMidUpdateChangesNothing) {
     EXPECT_EQ(EchoByte(*host_, V4(6001)), ECONNREFUSED);
     EXPECT_NE(d->Log().find("gone before its status"), std::string::npos) << d->Log();
   }
+  ping.Stop();
+  EXPECT_GT(ping.count(), 0);
+  EXPECT_EQ(ping.err(), 0) << std::strerror(ping.err());
   // The same update, delivered, applies.
   Reply ok = Transact(ctl_, full);
   ASSERT_TRUE(ok.has_status) << ok.decode_error;
