@@ -1,6 +1,7 @@
 #include "fwd/listener.h"
 
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include <cerrno>
@@ -69,6 +70,10 @@ OpenResult OpenListener(const ListenerKey& key) {
       return fail("setsockopt IPV6_RECVPKTINFO");
     }
   }
+  // Accepted connections inherit TCP_NODELAY: set once here, not per
+  // connection on the data path.
+  if (key.proto == kProtoTcp && setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)
+    return fail("setsockopt TCP_NODELAY");
   SockAddr sa = key.dual_stack ? SockAddr::From6(Addr6::Any6(), key.port)
                                : SockAddr::From(key.addr, key.port);
   if (bind(fd, sa.sa(), sa.len) < 0) return fail("bind");

@@ -2,6 +2,8 @@
 
 #include <fcntl.h>
 #include <net/if.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sched.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -17,8 +19,23 @@
 
 namespace ringfwd {
 
-absl::StatusOr<Fd> HostSockets::Socket(int family, int type) {
+namespace {
+
+// A non-blocking socket; TCP ones with TCP_NODELAY set (forwarded bytes are
+// never held back to coalesce). -1 with errno on failure.
+int NewSocket(int family, int type) {
   int fd = ::socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd >= 0 && type == SOCK_STREAM) {
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  }
+  return fd;
+}
+
+}  // namespace
+
+absl::StatusOr<Fd> HostSockets::Socket(int family, int type) {
+  int fd = NewSocket(family, type);
   if (fd < 0) return ErrnoError(errno, "socket");
   return Fd(fd);
 }
@@ -135,7 +152,7 @@ absl::StatusOr<Fd> NetNs::Socket(int family, int type) {
   // Pool empty (first use, or a burst): make one now on the namespace thread.
   absl::StatusOr<Fd> out = absl::InternalError("not run");
   RunSync([&] {
-    int fd = ::socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd = NewSocket(family, type);
     out = fd < 0 ? absl::StatusOr<Fd>(ErrnoError(errno, "socket in " + name_)) : Fd(fd);
   });
   return out;
@@ -153,7 +170,7 @@ void NetNs::Refill() {
   for (auto [family, type] : kinds) {
     std::vector<Fd> made;
     for (size_t i = 0; i < kPoolTarget; i++) {
-      int fd = ::socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+      int fd = NewSocket(family, type);
       if (fd < 0) break;
       made.emplace_back(fd);
     }

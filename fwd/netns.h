@@ -28,7 +28,8 @@ namespace ringfwd {
 class SocketFactory {
  public:
   virtual ~SocketFactory() = default;
-  // A new non-blocking, close-on-exec socket on this side.
+  // A new non-blocking, close-on-exec socket on this side; stream sockets
+  // come with TCP_NODELAY set.
   virtual absl::StatusOr<Fd> Socket(int family, int type) = 0;
   // Runs `fn` on this side (inside the namespace, if any) and waits for it.
   virtual void RunSync(const std::function<void()>& fn) = 0;

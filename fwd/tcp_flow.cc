@@ -20,11 +20,6 @@ constexpr uint32_t kNoFlow = UINT32_MAX;
 constexpr int kBudget = 8;
 constexpr unsigned kInMask = POLLIN | POLLRDHUP;
 
-void SetNoDelay(int fd) {
-  int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-}
-
 void SetLingerZero(int fd) {
   linger l{1, 0};
   setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
@@ -64,8 +59,8 @@ void TcpFlows::Start(Fd client, SocketFactory* side, const SockAddr& target,
     ResetFd(std::move(client));
     return;
   }
-  SetNoDelay(client.get());
-  SetNoDelay(sock->get());
+  // TCP_NODELAY: the accepted socket inherited it from its listener, and the
+  // factory set it on the target socket (in the namespace thread's pool).
   int ret = connect(sock->get(), target.sa(), target.len);
   if (ret < 0 && errno != EINPROGRESS) {
     stats_.connect_failed++;
@@ -207,6 +202,12 @@ void TcpFlows::Move(uint32_t index, int d) {
   }
   if (D.pending == 0 && D.pipe) pipes_.Put(std::move(D.pipe));
   if (D.eof && D.pending == 0 && !D.shut) {
+    // The last direction to finish needs no shutdown: closing both sockets
+    // sends that FIN too.
+    if (f.dir[1 - d].shut) {
+      Close(index, false);
+      return;
+    }
     shutdown(out, SHUT_WR);
     D.shut = true;
   }
