@@ -220,6 +220,86 @@ TEST_F(TcpEdgeTest, TcpAndUdpOnOnePort) {
   EXPECT_EQ(UdpRoundTrip(u.get(), Front(), "x", &from), "udp:x");
 }
 
+// Tiny send buffers on both ends: the forwarder gets the bytes in many small
+// pieces and still delivers every one in order. (Not tiny receive buffers:
+// with a receive window far below the MSS, loopback TCP itself stalls for
+// any sender with a deep send queue, forwarder or not.)
+TEST_F(TcpEdgeTest, TinySocketBuffers) {
+  constexpr uint64_t kSize = 2 << 20;
+  TcpServer server(TcpListen(*target_, Back()), [](Fd conn) {
+    int small = 4096;
+    setsockopt(conn.get(), SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+    TransferHandler(std::move(conn));
+  });
+  auto d = StartForwarder({"-t", "8080:80"});
+  ASSERT_TRUE(d);
+  for (char op : {'D', 'U'}) {
+    Fd c = SocketIn(*host_, AF_INET, SOCK_STREAM);
+    ASSERT_TRUE(c);
+    int small = 4096;
+    setsockopt(c.get(), SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+    ASSERT_EQ(ConnectFd(c.get(), Front(), In(3000 * Slowdown())), 0);
+    Deadline deadline = In(30000 * Slowdown());
+    ASSERT_EQ(SendAll(c.get(), TransferHeader(op, 5, kSize), deadline), 0);
+    if (op == 'D') {
+      ExchangeResult r = Exchange(c.get(), 0, 0, false, deadline);
+      EXPECT_EQ(r.err, 0) << std::strerror(r.err);
+      EXPECT_EQ(r.received, kSize);
+      EXPECT_EQ(r.recv_digest, PatternDigest(5, kSize));
+    } else {
+      ExchangeResult r = Exchange(c.get(), 5, kSize, true, deadline);
+      EXPECT_EQ(r.err, 0) << std::strerror(r.err);
+      EXPECT_EQ(r.head, TransferReply(kSize, PatternDigest(5, kSize)));
+    }
+  }
+}
+
+// A client that gives up while the forwarder is still connecting to a
+// target that does not answer (SYNs go to a neighbour that drops them) must
+// not hold its flow slot until the connect times out: with
+// --max-tcp-flows 1, the next client on another rule is served at once.
+//
+// DISABLED: daemon bug. While a flow is connecting (kConnecting in
+// fwd/tcp_flow.cc) only the target socket is polled (POLLOUT); the client
+// socket is not watched, so its close or reset goes unnoticed until the
+// target connect completes or fails, about 2 minutes later with the default
+// tcp_syn_retries. Until then the flow holds its slot and two descriptors,
+// and every other client is reset with "flow table full" (and a target that
+// answers late gets a connection for a client that is long gone).
+TEST_F(TcpEdgeTest, DISABLED_AbandonedConnectFreesItsSlot) {
+  std::string error;
+  ASSERT_TRUE(target_->AddLink("d0", {"198.51.100.1/24"}, &error)) << error;
+  ASSERT_TRUE(target_->Ip({"neigh", "add", "198.51.100.99", "lladdr", "02:00:00:00:00:99", "dev",
+                           "d0", "nud", "permanent"},
+                          &error))
+      << error;
+  EchoServer echo(TcpListen(*target_, Back()));
+  auto d = StartForwarder(
+      {"--max-tcp-flows", "1", "-t", "127.0.0.1/8080:198.51.100.99/80", "-t", "8081:80"});
+  ASSERT_TRUE(d);
+  {
+    int err = 0;
+    Fd stuck = TcpConnect(*host_, Front(8080), &err);
+    ASSERT_TRUE(stuck) << std::strerror(err);
+    std::string got;
+    // Nothing can come back: the target never answers.
+    EXPECT_EQ(RecvToEof(stuck.get(), &got, In(200)), ETIMEDOUT);
+  }  // closed
+  Clock::time_point t0 = Clock::now();
+  bool served = false;
+  for (Deadline dl = In(3000 * Slowdown()); !served && Clock::now() < dl;) {
+    int err = 0;
+    Fd c = TcpConnect(*host_, Front(8081), &err);
+    std::string back;
+    served = c && SendAll(c.get(), "hi", In(1000)) == 0 &&
+             RecvExact(c.get(), 2, &back, In(500)) == 0 && back == "hi";
+    if (!served) usleep(50000);
+  }
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count();
+  EXPECT_TRUE(served) << "the abandoned connect still held the only flow slot after " << ms
+                      << " ms";
+}
+
 // --pipe-size 4096: bytes still intact, many small splices.
 TEST_F(TcpEdgeTest, TinyPipes) {
   EchoServer echo(TcpListen(*target_, Back()));
