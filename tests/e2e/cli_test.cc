@@ -116,6 +116,14 @@ TEST_F(CliTest, OverlappingRulesRefused) {
                 {"8080"});
 }
 
+// HOST and SPLICE rules that land on each other's listeners would pass a
+// connection back and forth forever.
+TEST_F(CliTest, LoopingRulesRefused) {
+  ExpectRefused({"--netns", target_->name(), "-t", "8080:80", "-T", "80:8080"}, {"loop"});
+  ExpectRefused({"--netns", target_->name(), "-t", "20000-20010,auto", "-T", "20000-20010,auto"},
+                {"loop"});
+}
+
 // The port is taken in the daemon's namespace: start fails, naming it.
 TEST_F(CliTest, PortInUseRefused) {
   Fd taken = TcpListen(*host_, Addr::Of("127.0.0.1", 8080));

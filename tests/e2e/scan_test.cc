@@ -128,6 +128,19 @@ TEST_F(ScanTest, UdpScan) {
   EXPECT_TRUE(served) << "UDP 20008 not forwarded within " << ScanWaitMs() << " ms";
 }
 
+// The daemon's own SPLICE listener in the namespace is not "the target
+// listening": a HOST SCAN rule over that port leaves it closed on the host.
+TEST_F(ScanTest, IgnoresOwnListeners) {
+  EchoServer host_server(TcpListen(*host_, Addr::Of("127.0.0.1", 30000)), "hst");
+  auto d = StartForwarder({"-t", "20000-20010,auto", "-T", "20005:30000"});
+  ASSERT_TRUE(d);
+  // The SPLICE rule works...
+  EXPECT_GE(WaitFor(*target_, Addr::Of("127.0.0.1", 20005), "hst", true), 0);
+  // ...and after two scans the HOST side still has nothing on 20005.
+  usleep(2500 * 1000);
+  EXPECT_EQ(Try(*host_, Addr::Of("127.0.0.1", 20005), ""), ECONNREFUSED);
+}
+
 // A port outside the rule's range is never forwarded, even if the target
 // listens on it.
 TEST_F(ScanTest, IgnoresPortsOutsideTheRange) {
