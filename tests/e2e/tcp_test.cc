@@ -157,6 +157,37 @@ TEST_F(TcpTest, HalfCloseStillReceivesReply) {
   EXPECT_EQ(r.recv_digest, PatternDigest(77, kReply));
 }
 
+// The client's FIN arrives while its earlier bytes are still buffered in the
+// forwarder (the server has not read anything yet): the server still gets
+// every byte before its EOF, and its reply reaches the client.
+TEST_F(TcpTest, FinAfterBufferedData) {
+  constexpr uint64_t kSize = 2 << 20;
+  std::atomic<bool> client_done{false};
+  std::atomic<uint64_t> seen_count{0}, seen_digest{0};
+  TcpServer server(TcpListen(*target_, Back()), [&](Fd conn) {
+    Deadline deadline = In(10000 * Slowdown());
+    while (!client_done && Clock::now() < deadline) usleep(2000);
+    ExchangeResult in = Exchange(conn.get(), 0, 0, false, deadline);
+    seen_count = in.received;
+    seen_digest = in.recv_digest;
+    if (in.err == 0) SendAll(conn.get(), "done", deadline);
+  });
+  auto d = StartForwarder({"-t", "8080:80"});
+  ASSERT_TRUE(d);
+  Fd c = Connect();
+  ASSERT_TRUE(c);
+  std::string data = Pattern(11).Bytes(0, kSize);
+  ASSERT_EQ(SendAll(c.get(), data, In(5000 * Slowdown())), 0)
+      << "the buffers on the way did not take 2 MiB";
+  shutdown(c.get(), SHUT_WR);
+  client_done = true;
+  std::string reply;
+  EXPECT_EQ(RecvToEof(c.get(), &reply, In(10000 * Slowdown())), 0);
+  EXPECT_EQ(reply, "done");
+  EXPECT_EQ(seen_count.load(), kSize);
+  EXPECT_EQ(seen_digest.load(), DigestOf(data));
+}
+
 // The server shuts down its sending side first; the client sees EOF and can
 // still send, and the server gets all of it.
 TEST_F(TcpTest, ServerHalfCloseClientKeepsSending) {
