@@ -94,7 +94,13 @@ std::string MakeTempFile(Fd* fd) {
   return path;
 }
 
-bool PidAlive(long pid) { return kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM; }
+// True if `pid` runs (a zombie waiting to be reaped counts as dead).
+bool PidAlive(long pid) {
+  std::string stat = ReadWhole("/proc/" + std::to_string(pid) + "/stat");
+  size_t paren = stat.rfind(')');
+  if (stat.empty() || paren == std::string::npos || paren + 2 >= stat.size()) return false;
+  return stat[paren + 2] != 'Z';
+}
 
 // Deletes rfe2e-<pid>-* namespaces left by test processes that died.
 void CleanStaleNamespaces() {
