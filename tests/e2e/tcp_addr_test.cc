@@ -201,6 +201,24 @@ TEST_F(TcpAddrTest, SpliceDirection) {
   EXPECT_EQ(ConnectErr(*host_, Addr::Of("127.0.0.1", 7000)), ECONNREFUSED);
 }
 
+// SPLICE listeners are bound to lo: a peer reaching the namespace over
+// another interface (a veth from a third namespace) is refused, while a
+// client inside the namespace still gets through.
+TEST_F(TcpAddrTest, SpliceListenerOnlyOnLoopback) {
+  std::string error;
+  std::unique_ptr<TempNetns> outside = TempNetns::Create(&error);
+  ASSERT_TRUE(outside) << error;
+  ASSERT_TRUE(
+      AddVeth(*target_, "vt", {"198.51.100.1/24"}, *outside, "vo", {"198.51.100.2/24"}, &error))
+      << error;
+  EchoServer server(TcpListen(*host_, Addr::Of("127.0.0.1", 7001)), "hst");
+  auto d = StartForwarder({"-T", "7000:7001"});
+  ASSERT_TRUE(d);
+  EXPECT_EQ(Via(*target_, Addr::Of("127.0.0.1", 7000), 3), "hst");
+  EXPECT_EQ(ConnectErr(*outside, Addr::Of("198.51.100.1", 7000)), ECONNREFUSED);
+  EXPECT_EQ(server.accepted(), 1);
+}
+
 // SPLICE bytes intact both ways at 1 MiB.
 TEST_F(TcpAddrTest, SpliceTransfer) {
   EchoServer echo(TcpListen(*host_, Addr::Of("127.0.0.1", 7001)));

@@ -163,6 +163,28 @@ TEST_F(UdpTest, SeveralRepliesPerRequest) {
   replier.join();
 }
 
+// An interface-bound UDP listener (%vh) serves what arrives on that
+// interface only.
+TEST_F(UdpTest, InterfaceBoundListener) {
+  std::string error;
+  std::unique_ptr<TempNetns> client = TempNetns::Create(&error);
+  ASSERT_TRUE(client) << error;
+  ASSERT_TRUE(AddVeth(*host_, "vh", {"192.0.2.1/24"}, *client, "vc", {"192.0.2.2/24"}, &error))
+      << error;
+  UdpEchoServer server(UdpBind(*target_, Addr::Of("127.0.0.1", 53)), "s:");
+  auto d = StartForwarder({"-u", "%vh/5353:53"});
+  ASSERT_TRUE(d);
+  Fd outside = SocketIn(*client, AF_INET, SOCK_DGRAM);
+  Addr from;
+  EXPECT_EQ(UdpRoundTrip(outside.get(), Addr::Of("192.0.2.1", 5353), "in", &from), "s:in");
+  EXPECT_EQ(from, Addr::Of("192.0.2.1", 5353));
+  Fd local = SocketIn(*host_, AF_INET, SOCK_DGRAM);
+  Addr lo = Addr::Of("127.0.0.1", 5353);
+  ASSERT_GE(sendto(local.get(), "no", 2, 0, lo.sa(), lo.len), 0);
+  EXPECT_FALSE(WaitReadable(local.get(), In(300))) << "served on lo";
+  EXPECT_EQ(server.peers().size(), 1u);
+}
+
 // One client socket talks to two forwarded ports; each reply comes from the
 // port its request went to, with that port's server's tag, also when the two
 // requests are in flight at once.
