@@ -184,14 +184,17 @@ TEST_F(LifecycleTest, SigpipeNeverKills) {
 // forwards TCP and UDP, and still applies an update (ports >= 1024).
 TEST_F(LifecycleTest, RunasNobodyWithSeccomp) {
   SocketDir dir;
-  const std::string ctl = dir.Path("ctl.sock");
+  // The directory belongs to the user the daemon becomes (as /run/ringfwd
+  // would), so that it can remove its control socket and pid file at exit.
+  ASSERT_EQ(chown(dir.dir().c_str(), 65534, 65534), 0) << std::strerror(errno);
+  const std::string ctl = dir.Path("ctl.sock"), pid_file = dir.Path("ringfwd.pid");
   EchoServer echo(TcpListen(*target_, Back()));
   auto later = StartEcho(*target_, "127.0.0.1", 9300);
   ASSERT_TRUE(later);
   UdpEchoServer udp(UdpBind(*target_, Addr::Of("127.0.0.1", 53)), "u:");
   UdpEchoServer udp2(UdpBind(*target_, Addr::Of("127.0.0.1", 9301)), "v:");
-  auto d = StartForwarder(
-      {"-t", "8080:80", "-u", "5353:53", "-c", ctl, "--runas", "65534", "--seccomp"});
+  auto d = StartForwarder({"-t", "8080:80", "-u", "5353:53", "-c", ctl, "--pid", pid_file,
+                           "--runas", "65534", "--seccomp"});
   ASSERT_TRUE(d);
   const std::string uid = StatusField(d->pid(), "Uid");
   EXPECT_EQ(uid.substr(0, uid.find_first_of(" \t")), "65534") << "Uid: " << uid;
@@ -218,7 +221,17 @@ TEST_F(LifecycleTest, RunasNobodyWithSeccomp) {
   EXPECT_NE(p.exit_code, 0) << p.output;
   EXPECT_EQ(EchoByte(*host_, Front(9300)), 0);
   EXPECT_TRUE(d->Running());
-  EXPECT_EQ(d->Stop(), 0);
+  const int rc = d->Stop();
+  if (Slowdown() > 1) {
+    // Sanitizer build: when a thread ends, the ASan runtime calls
+    // sigaltstack, which the filter (uring/sandbox.cc) does not allow; ASan
+    // then aborts, so its exit status and files say nothing here.
+    std::cout << "sanitizer build: exit status " << rc << " not checked under seccomp\n";
+    return;
+  }
+  EXPECT_EQ(rc, 0);
+  EXPECT_FALSE(FileExists(ctl)) << "control socket left behind";
+  EXPECT_FALSE(FileExists(pid_file)) << "pid file left behind";
 }
 
 // True once `pid` has exited (gone, or a zombie nobody reaped yet).
