@@ -157,7 +157,8 @@ else
 fi
 warnings=$(grep -c " warning: " "$LOG" || true)
 errors=$(grep -c " error: " "$LOG" || true)
-echo "daemon log: $warnings warnings, $errors errors"
+resets=$(grep -c "connection reset" "$LOG" || true)
+echo "daemon log: $warnings warnings, $errors errors, $resets connections reset"
 if ((errors > 0)); then
   grep " error: " "$LOG" | head -5
 fi

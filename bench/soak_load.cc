@@ -113,7 +113,8 @@ Options Parse(int argc, char** argv) {
   return o;
 }
 
-std::atomic<bool> g_stop{false};
+std::atomic<bool> g_stop{false};          // the clients, swaps and monitor
+std::atomic<bool> g_stop_servers{false};  // the backends, once the clients are done
 
 // ---- Problems and counters ----
 
@@ -227,7 +228,7 @@ void TcpEchoServer(const std::string& ns, int port, std::atomic<int>* ready) {
     return;
   }
   ++*ready;
-  while (!g_stop) {
+  while (!g_stop_servers) {
     pollfd p{l, POLLIN, 0};
     if (poll(&p, 1, 200) <= 0) continue;
     int c = accept4(l, nullptr, nullptr, SOCK_CLOEXEC);
@@ -248,7 +249,7 @@ void UdpEchoServer(const std::string& ns, int port, std::atomic<int>* ready) {
   }
   ++*ready;
   std::vector<char> buf(65536);
-  while (!g_stop) {
+  while (!g_stop_servers) {
     pollfd p{s, POLLIN, 0};
     if (poll(&p, 1, 200) <= 0) continue;
     sockaddr_storage from{};
@@ -622,7 +623,7 @@ int main(int argc, char** argv) {
   servers.emplace_back(TcpEchoServer, o.host_ns, b + 4, &ready);
   for (int i = 0; i < 500 && ready < 4; ++i) usleep(10000);
   if (ready < 4) {
-    g_stop = true;
+    g_stop_servers = true;
     for (std::thread& t : servers) t.join();
     std::fprintf(stderr, "soak_load: backends did not start\n");
     return 1;
@@ -666,6 +667,7 @@ int main(int argc, char** argv) {
   }
   g_stop = true;
   for (std::thread& t : load) t.join();
+  g_stop_servers = true;
   for (std::thread& t : servers) t.join();
 
   // ---- Verdict ----
@@ -710,7 +712,9 @@ int main(int argc, char** argv) {
   check(g_udp.failed == 0 && g_udp_lost == 0, "UDP requests lost or corrupted");
   check(g_swaps.failed == 0, "table swaps failed");
   if (first.seconds > 0 && last.seconds > 0) {
-    check(last.max_fds <= first.max_fds + 32, "descriptors grew (" + std::to_string(first.max_fds) +
+    // Slack: the namespace thread's socket pools (TCP and UDP) each hold 32
+    // to 64 sockets, and idle pipes are pooled.
+    check(last.max_fds <= first.max_fds + 64, "descriptors grew (" + std::to_string(first.max_fds) +
                                                   " -> " + std::to_string(last.max_fds) + ")");
     check(last.max_rss <= first.max_rss + std::max<int64_t>(4096, first.max_rss / 10),
           "VmRSS grew (" + std::to_string(first.max_rss) + " -> " + std::to_string(last.max_rss) +

@@ -2,7 +2,6 @@
 // the daemon's descriptors and memory per connection printed for README), a
 // connection flood past the daemon's descriptor limit, and connection churn
 // through table swaps with descriptors and memory coming back afterwards.
-#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -74,7 +73,8 @@ TEST_F(LoadTest, FiveThousandConnectionsHeldOpen) {
   char line[512];
   std::snprintf(line, sizeof(line),
                 "LOAD: %d connections: daemon fds %d (idle %d) = %.2f fds/connection; "
-                "VmRSS %lld KiB (idle %lld KiB) = %.2f KiB/connection; connected in %lld ms\n",
+                "VmRSS %lld KiB (idle %lld KiB, flow slots preallocated) = %.2f KiB/connection; "
+                "connected in %lld ms\n",
                 kConns, fds, fds0, fds_per_conn, static_cast<long long>(rss),
                 static_cast<long long>(rss0), kib_per_conn, static_cast<long long>(connect_ms));
   std::cout << line;

@@ -144,7 +144,9 @@ TEST_F(TortureTest, NonReadingClientGetsBackpressure) {
   const int64_t rss = RssKiB(d->pid());
   std::cout << "backpressure: the backend got " << (held >> 10) << " KiB out of "
             << (kAttempt >> 20) << " MiB before it was held back; daemon VmRSS " << rss << " KiB\n";
-  EXPECT_LT(held, uint64_t{80} << 20) << "socket buffers and one pipe hold far less";
+  // Here about 12 MiB: the socket buffers on the way (tcp_wmem, tcp_rmem as
+  // autotuned) and one 1 MiB pipe; nothing near what was attempted.
+  EXPECT_LT(held, uint64_t{48} << 20) << "the daemon buffers on its own";
   if (!SkipMemoryChecks()) {
     EXPECT_LT(rss, kRssLimitKiB);
   }
