@@ -230,6 +230,30 @@ TEST_F(LifecycleTest, RunasNobodyWithSeccomp) {
   EXPECT_FALSE(FileExists(pid_file)) << "pid file left behind";
 }
 
+// --runas with the control socket and pid file in a directory only root may
+// write to (as /run is): they must still go at exit, or at least the daemon
+// must say that they could not.
+//
+// DISABLED: daemon bug. tools/ringfwd.cc chowns the control socket to the
+// new user "so it can still remove it at exit", but removing a file needs
+// write permission on its directory, not ownership of the file: after
+// --runas the unlink of the control socket and of the pid file fail with
+// EACCES, silently, and the daemon reports a clean exit 0 with both files
+// left behind (the stale socket is replaced at the next start; the pid file
+// names a dead process). Possible fixes: unlink from a helper that kept the
+// right, log a warning naming the files, or document that their directory
+// must belong to the --runas user.
+TEST_F(LifecycleTest, DISABLED_RunasRemovesItsFilesInARootOwnedDirectory) {
+  SocketDir dir;  // root's, mode 0755
+  const std::string ctl = dir.Path("ctl.sock"), pid_file = dir.Path("ringfwd.pid");
+  auto d = StartForwarder({"-t", "8080:80", "-c", ctl, "--pid", pid_file, "--runas", "65534"});
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->Stop(), 0);
+  const bool warned = d->Log().find("warning") != std::string::npos;
+  EXPECT_TRUE(!FileExists(ctl) || warned) << "control socket left behind without a word";
+  EXPECT_TRUE(!FileExists(pid_file) || warned) << "pid file left behind without a word";
+}
+
 // True once `pid` has exited (gone, or a zombie nobody reaped yet).
 bool Exited(pid_t pid) {
   std::string stat = ReadFileOrEmpty("/proc/" + std::to_string(pid) + "/stat");
