@@ -114,7 +114,10 @@ Server::~Server() {
     (void)ignored;
     thread_.join();
   }
-  if (listen_) unlink(opts_.path.c_str());
+  if (listen_ && unlink(opts_.path.c_str()) < 0 && errno != ENOENT)
+    LOG_WARN(
+        "could not remove control socket %s: %s%s", opts_.path, std::strerror(errno),
+        errno == EACCES ? " (after --runas, its directory must be writable by that user)" : "");
 }
 
 bool Server::Allowed(uid_t uid) const {

@@ -52,6 +52,14 @@ Forwarder::Forwarder(const ForwarderOptions& opts, std::unique_ptr<Ring> ring)
       udp_(ring_.get(), opts.max_udp_flows, int64_t{opts.udp_timeout_s} * 1000000000LL) {}
 
 Forwarder::~Forwarder() {
+  // Teardown in stages: cancel every request and reap the completions, so
+  // the kernel drops its references to our sockets; only then close them.
+  // Otherwise an armed accept keeps its listener's port bound until the
+  // ring's asynchronous teardown, after the process has already exited.
+  bool reaped = ring_->CancelEverything(1000, [](const io_uring_cqe& cqe) {
+    if (UserData::Unpack(cqe.user_data).kind == kind::kAccept && cqe.res >= 0) Fd stale(cqe.res);
+  });
+  if (!reaped) LOG_WARN("shutdown: io_uring requests still in flight after 1 s");
   tcp_.CloseAll();
   udp_.CloseAll();
 }
@@ -407,6 +415,7 @@ void Forwarder::Dispatch(const io_uring_cqe& cqe) {
         l.armed = false;
         l.paused = true;
         any_paused_ = true;
+        next_resume_ns_ = std::max(next_resume_ns_, now_ns_ + kResumeIntervalNs);
         return;
       } else if (cqe.res == -EINVAL && ring_->accept_poll_first()) {
         // A kernel without IORING_ACCEPT_POLL_FIRST: arm without it.
@@ -417,6 +426,7 @@ void Forwarder::Dispatch(const io_uring_cqe& cqe) {
         if (cqe.res == -EINVAL) {
           l.paused = true;  // retried on the tick, never in a tight loop
           any_paused_ = true;
+          next_resume_ns_ = std::max(next_resume_ns_, now_ns_ + kResumeIntervalNs);
           return;
         }
       }
@@ -481,8 +491,12 @@ void Forwarder::OnAccept(uint32_t index, Fd client) {
 
 void Forwarder::Tick(int64_t now_ns) {
   if (tick_hook_) tick_hook_();
-  if (any_paused_) {
+  // Listeners paused for lack of descriptors are retried every
+  // kResumeIntervalNs, not on every loop iteration: while descriptors stay
+  // short each retry fails at once, and retrying in a tight loop would spin.
+  if (any_paused_ && now_ns >= next_resume_ns_) {
     any_paused_ = false;
+    next_resume_ns_ = now_ns + kResumeIntervalNs;
     for (uint32_t i = 0; i < listeners_.size(); i++) {
       Listener& l = listeners_[i];
       if (!l.used || !l.paused || l.disarmed) continue;

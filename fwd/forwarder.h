@@ -182,6 +182,8 @@ class Forwarder {
   int64_t next_expire_ns_ = 0;
   int64_t next_scan_ns_ = 0;
   bool any_paused_ = false;
+  int64_t next_resume_ns_ = 0;  // earliest retry of paused listeners
+  static constexpr int64_t kResumeIntervalNs = 50 * 1000000LL;
   struct ArmItem {
     uint32_t index;
     uint32_t gen;

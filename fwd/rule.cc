@@ -43,7 +43,8 @@ std::string RuleReason(const Rule& r, uint32_t caps) {
                         " passes port 65535");
   if (r.proto != kProtoTcp && r.proto != kProtoUdp)
     return absl::StrCat("unknown protocol ", r.proto);
-  if (r.flags & ~kFlagsKnown) return absl::StrFormat("unknown flag bits 0x%02x", r.flags);
+  if (r.flags & ~kFlagsKnown)
+    return absl::StrFormat("unknown flag bits 0x%02x", r.flags & ~kFlagsKnown);
   if (std::memchr(r.ifname.data(), '\0', r.ifname.size()) == nullptr)
     return "interface name is not NUL-terminated";
   if (r.dual_stack()) {
@@ -66,7 +67,8 @@ std::string RuleReason(const Rule& r, uint32_t caps) {
   } else if (!(caps & (r.addr.IsV4() ? kCapIpv4 : kCapIpv6))) {
     return absl::StrCat(FamilyName(r.addr), " is not supported by this pif");
   }
-  if (r.scan() && !(caps & kCapScan)) return "auto-scan is not supported by this pif";
+  if (r.scan() && !(caps & kCapScan))
+    return "auto-scan is not supported by this pif (it needs a target namespace: --netns)";
   if (!r.ifname_view().empty() && !(caps & kCapIfname))
     return "binding to an interface is not supported by this pif";
   return "";
@@ -136,8 +138,9 @@ bool Rule::SetIfname(std::string_view name) {
 }
 
 std::string RuleText(const Rule& r) {
-  std::string out = absl::StrCat(ProtoName(r.proto), " [",
-                                 r.dual_stack() ? std::string("*") : r.addr.ToString(), "]");
+  std::string out = absl::StrCat(
+      ProtoName(r.proto), " [",
+      r.dual_stack() && r.addr.IsUnspecified6() ? std::string("*") : r.addr.ToString(), "]");
   std::string_view ifname = r.ifname_view();
   if (!ifname.empty()) absl::StrAppend(&out, "%", absl::string_view(ifname.data(), ifname.size()));
   absl::StrAppend(&out, ":", r.first);

@@ -69,7 +69,7 @@ SPEC is the port syntax of pasta and pesto, e.g. 22, 8080:80, 22-80:32-90,
 127.0.0.1/8000-8010:9000-9010, 192.0.2.1%%eth0/443:8443, 5-25,~10-20, all,
 auto, none. Without --netns a HOST rule connects on the host itself, so it
 must remap its port or name a target address (-t 8080:80, -t
-8080:192.0.2.9).
+0.0.0.0/8080:192.0.2.9/80).
 
 Example: ringfwd --netns ns1 -t 8080:80 -u 5353:53
 )");
@@ -380,7 +380,10 @@ int Main(int argc, char** argv) {
   st = (*fwd)->Run();
   g_forwarder = nullptr;
   control.reset();  // after the loop: a transaction in progress finishes inline
-  if (!a.pid_file.empty()) unlink(a.pid_file.c_str());
+  if (!a.pid_file.empty() && unlink(a.pid_file.c_str()) < 0 && errno != ENOENT)
+    LOG_WARN(
+        "could not remove pid file %s: %s%s", a.pid_file, std::strerror(errno),
+        errno == EACCES ? " (after --runas, its directory must be writable by that user)" : "");
   if (!st.ok()) {
     LOG_ERR("%s", st.message());
     return 1;

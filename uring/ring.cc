@@ -2,6 +2,8 @@
 
 #include <sys/socket.h>
 
+#include <time.h>
+
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -109,6 +111,18 @@ void Ring::PrepCancel(uint64_t target_user_data) {
   io_uring_sqe* sqe = GetSqe();
   io_uring_prep_cancel64(sqe, target_user_data, 0);
   io_uring_sqe_set_data64(sqe, UserData{kKindIgnore, 0, 0}.Pack());
+}
+
+void Ring::PrepCancelAll() {
+  io_uring_sqe* sqe = GetSqe();
+  io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY);
+  io_uring_sqe_set_data64(sqe, kCancelAllUserData);
+}
+
+int64_t Ring::NowMs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return int64_t{ts.tv_sec} * 1000 + ts.tv_nsec / 1000000;
 }
 
 void Ring::PrepMultishotAccept(int fd, uint64_t user_data) {

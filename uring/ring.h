@@ -8,6 +8,7 @@
 
 #include <liburing.h>
 
+#include <cerrno>
 #include <cstdint>
 #include <memory>
 
@@ -59,6 +60,29 @@ class Ring {
   void PrepCancel(uint64_t target_user_data);
   void PrepMultishotAccept(int fd, uint64_t user_data);
 
+  // Teardown, stage one: cancels every request in flight and waits (at most
+  // `timeout_ms`) until the kernel has completed them all, calling
+  // handler(const io_uring_cqe&) for each completion on the way (an accept
+  // that completed meanwhile hands over a socket to close). Afterwards the
+  // kernel holds no reference to any of our sockets, so closing one frees
+  // its port at once. Returns false on timeout.
+  template <typename Handler>
+  bool CancelEverything(int timeout_ms, Handler&& handler) {
+    PrepCancelAll();
+    bool done = false;
+    const int64_t deadline = NowMs() + timeout_ms;
+    while (!done && NowMs() < deadline) {
+      int ret = RunOnce(10, [&](const io_uring_cqe& cqe) {
+        if (cqe.user_data == kCancelAllUserData)
+          done = true;
+        else
+          handler(cqe);
+      });
+      if (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY) break;
+    }
+    return done;
+  }
+
   // Whether multishot accepts wait for readiness before trying accept(2)
   // (IORING_ACCEPT_POLL_FIRST, Linux 6.10+): arming many listeners then
   // costs no accept attempt each. Turned off when the kernel refuses it.
@@ -70,6 +94,9 @@ class Ring {
  private:
   Ring() = default;
   int SubmitAndWait(int timeout_ms);
+  void PrepCancelAll();
+  static int64_t NowMs();
+  static constexpr uint64_t kCancelAllUserData = ~uint64_t{0};
 
   io_uring ring_{};
   bool initialized_ = false;

@@ -92,6 +92,7 @@ constexpr int kAllowed[] = {
     SYS_unlinkat,
     // signals, threads ending, exit
     SYS_rt_sigreturn,
+    SYS_sigaltstack,  // thread exit under sanitizers
     SYS_rt_sigprocmask,
     SYS_rt_sigaction,
     SYS_tgkill,

@@ -243,7 +243,7 @@ TEST_F(LifecycleTest, RunasNobodyWithSeccomp) {
 // names a dead process). Possible fixes: unlink from a helper that kept the
 // right, log a warning naming the files, or document that their directory
 // must belong to the --runas user.
-TEST_F(LifecycleTest, DISABLED_RunasRemovesItsFilesInARootOwnedDirectory) {
+TEST_F(LifecycleTest, RunasRemovesItsFilesInARootOwnedDirectory) {
   SocketDir dir;  // root's, mode 0755
   const std::string ctl = dir.Path("ctl.sock"), pid_file = dir.Path("ringfwd.pid");
   auto d = StartForwarder({"-t", "8080:80", "-c", ctl, "--pid", pid_file, "--runas", "65534"});

@@ -197,7 +197,7 @@ TEST_F(LoadTest, FloodPastTheDescriptorLimit) {
 // rate-limited "accept: Too many open files; pausing this listener" warnings
 // suppressed per second). Established flows still move, and accepting
 // resumes once the flood has gone (FloodPastTheDescriptorLimit).
-TEST_F(LoadTest, DISABLED_FloodDoesNotSpin) {
+TEST_F(LoadTest, FloodDoesNotSpin) {
   RaiseNofile();
   EchoServer echo(TcpListen(*target_, Back()));
   auto d = StartWith256Fds(*host_, *target_);

@@ -164,7 +164,7 @@ TEST(ValidateRule, RefusesBadProtocolFlagsAndInterface) {
   EXPECT_EQ(Message(ValidateRule(MakeRule(42, nullptr, 22, 22, 22), kCaps)),
             "??? [*]:22  =>  22 : unknown protocol 42");
   EXPECT_EQ(Message(ValidateRule(MakeRule(kProtoTcp, nullptr, 22, 22, 22, 0x08), kCaps)),
-            "TCP [*]:22  =>  22 : unknown flag bits 0x09");
+            "TCP [*]:22  =>  22 : unknown flag bits 0x08");
   Rule r = MakeRule(kProtoTcp, nullptr, 22, 22, 22);
   r.ifname.fill('x');
   EXPECT_THAT(Message(ValidateRule(r, kCaps)), HasSubstr(": interface name is not NUL-terminated"));
@@ -172,9 +172,10 @@ TEST(ValidateRule, RefusesBadProtocolFlagsAndInterface) {
 
 TEST(ValidateRule, RefusesBadDualStackRules) {
   Rule r = MakeRule(kProtoTcp, "127.0.0.1", 22, 22, 22, kFlagDualStackAny);
-  EXPECT_EQ(Message(ValidateRule(r, kCaps)),
-            "TCP [*]:22  =>  22 : dual-stack rule with listen address 127.0.0.1 (only :: is "
-            "allowed)");
+  EXPECT_EQ(
+      Message(ValidateRule(r, kCaps)),
+      "TCP [127.0.0.1]:22  =>  22 : dual-stack rule with listen address 127.0.0.1 (only :: is "
+      "allowed)");
   EXPECT_EQ(
       Message(ValidateRule(MakeRule(kProtoTcp, nullptr, 22, 22, 22, 0, "", "192.0.2.7"), kCaps)),
       "TCP [*]:22  =>  192.0.2.7:22 : Dual stack forward to IPv4 address 192.0.2.7 unsupported");
@@ -220,7 +221,8 @@ TEST(ValidateRule, RefusesWhatThePifCannotDo) {
             "TCP [::]:22  =>  22 : IPv6 is not supported by this pif");
   Rule scan = MakeRule(kProtoTcp, nullptr, 22, 22, 22, kFlagScan);
   EXPECT_EQ(Message(ValidateRule(scan, kCaps & ~kCapScan)),
-            "TCP [*]:22  =>  22  (auto-scan): auto-scan is not supported by this pif");
+            "TCP [*]:22  =>  22  (auto-scan): auto-scan is not supported by this pif (it needs a "
+            "target namespace: --netns)");
   Rule ifname = MakeRule(kProtoTcp, nullptr, 22, 22, 22, 0, "eth0");
   EXPECT_EQ(Message(ValidateRule(ifname, kCaps & ~kCapIfname)),
             "TCP [*]%eth0:22  =>  22 : binding to an interface is not supported by this pif");
