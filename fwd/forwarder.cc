@@ -49,7 +49,9 @@ Forwarder::Forwarder(const ForwarderOptions& opts, std::unique_ptr<Ring> ring)
     : opts_(opts),
       ring_(std::move(ring)),
       tcp_(ring_.get(), opts.max_tcp_flows, opts.pipe_size),
-      udp_(ring_.get(), opts.max_udp_flows, int64_t{opts.udp_timeout_s} * 1000000000LL) {}
+      udp_(ring_.get(), opts.max_udp_flows, int64_t{opts.udp_timeout_s} * 1000000000LL) {
+  set_bind_threads(opts.bind_threads);
+}
 
 Forwarder::~Forwarder() {
   // Teardown in stages: cancel every request and reap the completions, so

@@ -50,6 +50,8 @@ struct ForwarderOptions {
   size_t pipe_size = 1 << 20;
   unsigned ring_entries = 4096;
   int scan_interval_ms = 1000;
+  // Threads that bind a swap's new host ports when there are thousands.
+  size_t bind_threads = 2;
 };
 
 // Per-rule outcome of opening listeners.
@@ -103,6 +105,9 @@ class Forwarder {
   const TcpStats& tcp_stats() const { return tcp_.stats(); }
   const UdpStats& udp_stats() const { return udp_.stats(); }
   size_t listener_count() const { return by_key_.size(); }
+  // Threads for binding many new host ports in a swap (at least 1). Thread-safe.
+  void set_bind_threads(size_t n) { bind_threads_.store(n < 1 ? 1 : n); }
+  size_t bind_threads() const { return bind_threads_.load(); }
 
  private:
   struct Listener {
@@ -161,6 +166,7 @@ class Forwarder {
   size_t ListenerBudget() const;
 
   ForwarderOptions opts_;
+  std::atomic<size_t> bind_threads_{2};
   std::unique_ptr<Ring> ring_;
   HostSockets host_;
   std::unique_ptr<NetNs> netns_;

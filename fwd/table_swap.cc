@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <thread>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
@@ -13,6 +14,9 @@
 
 namespace ringfwd {
 namespace {
+
+// New host ports bound in parallel once a swap has this many.
+constexpr size_t kParallelBindMin = 512;
 
 // A port-level identity: two keys with the same one may collide in bind().
 struct PortId {
@@ -150,17 +154,34 @@ SwapResult TableSwap::Apply(const std::vector<SwapBlock>& blocks) {
       if ((to_bind[i].first.pif == PifId::kSplice) == (side_pif == PifId::kSplice))
         mine.push_back(i);
     if (mine.empty()) return;
-    fwd_->ListenSide(side_pif)->RunSync([&] {
-      for (size_t i : mine) {
-        if (after >= budget) {
-          bound[i].err = EMFILE;
-          bound[i].step = "descriptor budget";
-          continue;
-        }
-        bound[i] = OpenListener(to_bind[i].first);
-        if (bound[i].fd) after++;
-      }
-    });
+    // Keys past the descriptor budget are not even tried.
+    size_t allowed = budget > after ? budget - after : 0;
+    for (size_t k = allowed; k < mine.size(); k++) {
+      bound[mine[k]].err = EMFILE;
+      bound[mine[k]].step = "descriptor budget";
+    }
+    mine.resize(std::min(mine.size(), allowed));
+    auto open_range = [&](size_t from, size_t to) {
+      for (size_t k = from; k < to; k++) bound[mine[k]] = OpenListener(to_bind[mine[k]].first);
+    };
+    // Thousands of host ports: bind them from several threads at once (the
+    // kernel locks per port hash bucket, so they scale), about halving a
+    // 10000-port swap. Namespace sockets are opened by its one thread.
+    const size_t threads =
+        side_pif == PifId::kHost && mine.size() >= kParallelBindMin ? fwd_->bind_threads() : 1;
+    if (threads > 1) {
+      std::vector<std::thread> helpers;
+      const size_t per = (mine.size() + threads - 1) / threads;
+      for (size_t t = 1; t < threads; t++)
+        helpers.emplace_back(open_range, std::min(mine.size(), t * per),
+                             std::min(mine.size(), (t + 1) * per));
+      open_range(0, per);
+      for (std::thread& h : helpers) h.join();
+    } else {
+      fwd_->ListenSide(side_pif)->RunSync([&] { open_range(0, mine.size()); });
+    }
+    for (size_t i : mine)
+      if (bound[i].fd) after++;
   };
   bind_side(PifId::kHost);
   bind_side(PifId::kSplice);
