@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include <cerrno>
@@ -77,6 +78,10 @@ void TcpFlows::Start(Fd client, SocketFactory* side, const SockAddr& target,
   f.sock[1] = std::move(*sock);
   f.dir[0] = Dir{};
   f.dir[1] = Dir{};
+  f.early_in = false;
+  // The client's side is watched from the start: a client that leaves while
+  // the target does not answer must not hold its slot until connect times out.
+  ArmIn(index, 0);
   if (ret == 0) {
     Open(index);
   } else {
@@ -88,8 +93,22 @@ void TcpFlows::Start(Fd client, SocketFactory* side, const SockAddr& target,
 void TcpFlows::Open(uint32_t index) {
   Flow& f = flows_[index];
   f.state = Flow::kOpen;
-  ArmIn(index, 0);
   ArmIn(index, 1);
+  // Bytes or a FIN the client sent while connecting were seen by the poll
+  // but left in the socket; the poll will not report them again.
+  if (f.early_in) Move(index, 0);
+}
+
+bool TcpFlows::ClientGone(uint32_t index, unsigned revents) {
+  Flow& f = flows_[index];
+  if (revents & (POLLERR | POLLHUP)) return true;  // reset, or both ways shut
+  if (!(revents & POLLRDHUP)) return false;        // bytes only: forwarded once open
+  // A FIN. A client that sent a request and half-closed still wants the reply;
+  // one that sent nothing has most likely closed (TCP cannot tell the two
+  // apart), and holding its slot for a target that does not answer helps no one.
+  int queued = 0;
+  if (ioctl(f.sock[0].get(), FIONREAD, &queued) < 0) return true;
+  return queued == 0;
 }
 
 void TcpFlows::ArmIn(uint32_t index, int side) {
@@ -132,6 +151,16 @@ void TcpFlows::HandleCompletion(const io_uring_cqe& cqe, UserData ud) {
         if (!f.dir[side].eof) ArmIn(ud.index, side);
       }
       if (cqe.res < 0) return;
+      if (f.state == Flow::kConnecting) {
+        if (ClientGone(ud.index, static_cast<unsigned>(cqe.res))) {
+          stats_.connect_failed++;
+          LOG_RATELIMITED(log::Level::kDebug, "client left while connecting to the target");
+          Close(ud.index, (cqe.res & POLLERR) != 0);
+          return;
+        }
+        f.early_in = true;
+        return;
+      }
       Move(ud.index, side);
       return;
     }

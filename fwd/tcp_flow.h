@@ -8,6 +8,11 @@
 //   Start ---> CONNECTING --(POLLOUT, SO_ERROR == 0)--> OPEN --(both
 //   directions shut)--> closed        any error or reset --> reset both
 //
+// The client's socket is polled from the start. While CONNECTING its bytes
+// wait in the socket (forwarded once OPEN), but a reset, or a FIN with
+// nothing sent before it, means the client has left: the flow is torn down
+// at once instead of holding its slot until the connect times out.
+//
 // In OPEN, each socket has a multishot POLLIN armed. Bytes move with
 // splice(2) from the readable socket into a pipe and from the pipe into the
 // other socket, on this thread (io_uring's own splice runs on worker threads
@@ -87,6 +92,7 @@ class TcpFlows {
     Fd sock[2];  // 0: accepted side, 1: target side
     Dir dir[2];  // dir[i] moves sock[i] -> sock[1 - i]
     bool in_armed[2] = {false, false};
+    bool early_in = false;  // the client's poll fired while CONNECTING
     uint32_t next_free = 0;
   };
   struct ReadyItem {
@@ -99,6 +105,9 @@ class TcpFlows {
     return UserData{kind, flows_[index].gen, index}.Pack();
   }
   void Open(uint32_t index);
+  // While CONNECTING: whether the client's poll events `revents` mean it
+  // has left (reset, or FIN with no bytes sent).
+  bool ClientGone(uint32_t index, unsigned revents);
   void ArmIn(uint32_t index, int side);
   void Move(uint32_t index, int d);
   void Close(uint32_t index, bool reset);
