@@ -151,6 +151,7 @@ void TcpFlows::HandleCompletion(const io_uring_cqe& cqe, UserData ud) {
         if (!f.dir[side].eof) ArmIn(ud.index, side);
       }
       if (cqe.res < 0) return;
+      if (cqe.res & (POLLRDHUP | POLLHUP | POLLERR)) f.dir[side].hup = true;
       if (f.state == Flow::kConnecting) {
         if (ClientGone(ud.index, static_cast<unsigned>(cqe.res))) {
           stats_.connect_failed++;
@@ -175,6 +176,75 @@ void TcpFlows::HandleCompletion(const io_uring_cqe& cqe, UserData ud) {
     default:
       return;
   }
+}
+
+TcpFlows::Step TcpFlows::Copy(uint32_t index, int d) {
+  Flow& f = flows_[index];
+  Dir& D = f.dir[d];
+  int in = f.sock[d].get();
+  int out = f.sock[1 - d].get();
+  ssize_t n = recv(in, scratch_, kScratch, 0);
+  if (n == 0) {
+    D.eof = true;
+    return Step::kDone;
+  }
+  if (n < 0) {
+    if (errno == EINTR) return Step::kAgain;
+    if (errno == EAGAIN) return Step::kDone;
+    Close(index, true);  // ECONNRESET, ETIMEDOUT...
+    return Step::kGone;
+  }
+  bool fin = false;
+  if (n < kScratch && D.hup) {
+    // The source's FIN is in: take it now, so that it leaves with these bytes
+    // in one segment (MSG_MORE holds them until the shutdown that follows).
+    ssize_t z = recv(in, scratch_ + n, kScratch - n, 0);
+    if (z == 0) {
+      fin = true;
+    } else if (z > 0) {
+      n += z;
+    } else if (errno != EAGAIN && errno != EINTR) {
+      Close(index, true);
+      return Step::kGone;
+    }
+  }
+  ssize_t m = send(out, scratch_, n, MSG_NOSIGNAL | (fin ? MSG_MORE : 0));
+  if (m < 0) {
+    if (errno != EAGAIN && errno != EINTR) {
+      Close(index, true);
+      return Step::kGone;
+    }
+    m = 0;
+  }
+  stats_.bytes += m;
+  if (fin) D.eof = true;
+  if (m < n) {
+    // The destination is full: the rest waits in a pipe (an empty pipe takes
+    // at least a page, and kScratch is one) until POLLOUT.
+    if (!pipes_.Get(&D.pipe)) {
+      LOG_RATELIMITED(log::Level::kWarn, "cannot create a pipe: %s; connection reset",
+                      std::strerror(errno));
+      Close(index, true);
+      return Step::kGone;
+    }
+    ssize_t w = write(D.pipe.w.get(), scratch_ + m, n - m);
+    if (w != n - m) {
+      Close(index, true);
+      return Step::kGone;
+    }
+    D.pending = static_cast<uint32_t>(w);
+    D.out_wait = true;
+    ring_->PrepPoll(out, POLLOUT, Ud(kind::kTcpOut0 + (1 - d), index));
+    return Step::kGone;
+  }
+  if (fin) return Step::kDone;
+  if (n == kScratch) {
+    D.bulk = true;  // more is likely waiting: splice from now on
+    return Step::kAgain;
+  }
+  // A short read emptied the socket: bytes that arrive later fire the poll
+  // again. After a FIN was reported, read on until EOF.
+  return D.hup ? Step::kAgain : Step::kDone;
 }
 
 void TcpFlows::Move(uint32_t index, int d) {
@@ -204,6 +274,12 @@ void TcpFlows::Move(uint32_t index, int d) {
       if (D.pending) continue;
     }
     if (D.eof) break;
+    if (!D.bulk) {
+      Step st = Copy(index, d);
+      if (st == Step::kGone) return;
+      if (st == Step::kDone) break;
+      continue;
+    }
     if (!D.pipe && !pipes_.Get(&D.pipe)) {
       LOG_RATELIMITED(log::Level::kWarn, "cannot create a pipe: %s; connection reset",
                       std::strerror(errno));
@@ -214,6 +290,8 @@ void TcpFlows::Move(uint32_t index, int d) {
                        SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
     if (n > 0) {
       D.pending += n;
+      // A small read: back to copying once the pipe has drained.
+      if (n < kScratch) D.bulk = false;
       continue;
     }
     if (n == 0) {

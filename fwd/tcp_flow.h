@@ -29,6 +29,8 @@
 
 #include <liburing.h>
 
+#include <sys/types.h>
+
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -84,6 +86,8 @@ class TcpFlows {
     bool shut = false;      // destination shut down for writing
     bool out_wait = false;  // POLLOUT armed on the destination
     bool queued = false;    // on the ready list
+    bool hup = false;       // the source's poll reported its FIN (or worse)
+    bool bulk = false;      // moving by splice; else copying via scratch_
   };
   struct Flow {
     enum State : uint8_t { kFree, kConnecting, kOpen };
@@ -110,6 +114,11 @@ class TcpFlows {
   bool ClientGone(uint32_t index, unsigned revents);
   void ArmIn(uint32_t index, int side);
   void Move(uint32_t index, int d);
+  enum class Step { kAgain, kDone, kGone };
+  // Moves one read's worth of direction `d` through scratch_ (recv, send):
+  // kAgain to go on, kDone when the source is drained or at EOF, kGone when
+  // the flow was closed or the direction parked.
+  Step Copy(uint32_t index, int d);
   void Close(uint32_t index, bool reset);
 
   Ring* ring_;
@@ -120,6 +129,12 @@ class TcpFlows {
   std::vector<ReadyItem> ready_;
   std::vector<ReadyItem> running_;
   TcpStats stats_;
+  // Small reads are copied through this buffer (one recv and one send
+  // instead of two splices through a pipe); a read that fills it switches
+  // the direction to splice. One page: an empty pipe always has room for
+  // what a short send leaves behind.
+  static constexpr ssize_t kScratch = 4096;
+  alignas(64) char scratch_[kScratch];
 };
 
 }  // namespace ringfwd
