@@ -19,7 +19,9 @@ namespace {
 constexpr uint32_t kNoFlow = UINT32_MAX;
 // splice() calls per direction per wake-up before yielding to other flows.
 constexpr int kBudget = 8;
-constexpr unsigned kInMask = POLLIN | POLLRDHUP;
+// POLLPRI: urgent data stops a read short of the urgent mark, so a short
+// read no longer means an empty socket.
+constexpr unsigned kInMask = POLLIN | POLLRDHUP | POLLPRI;
 
 void SetLingerZero(int fd) {
   linger l{1, 0};
@@ -151,7 +153,7 @@ void TcpFlows::HandleCompletion(const io_uring_cqe& cqe, UserData ud) {
         if (!f.dir[side].eof) ArmIn(ud.index, side);
       }
       if (cqe.res < 0) return;
-      if (cqe.res & (POLLRDHUP | POLLHUP | POLLERR)) f.dir[side].hup = true;
+      NoteInEvents(&f.dir[side], static_cast<unsigned>(cqe.res));
       if (f.state == Flow::kConnecting) {
         if (ClientGone(ud.index, static_cast<unsigned>(cqe.res))) {
           stats_.connect_failed++;
@@ -178,6 +180,11 @@ void TcpFlows::HandleCompletion(const io_uring_cqe& cqe, UserData ud) {
   }
 }
 
+void TcpFlows::NoteInEvents(Dir* D, unsigned revents) {
+  if (revents & POLLRDHUP) D->fin_seen = true;
+  if (revents & (POLLHUP | POLLERR | POLLPRI)) D->odd_seen = true;
+}
+
 TcpFlows::Step TcpFlows::Copy(uint32_t index, int d) {
   Flow& f = flows_[index];
   Dir& D = f.dir[d];
@@ -195,9 +202,11 @@ TcpFlows::Step TcpFlows::Copy(uint32_t index, int d) {
     return Step::kGone;
   }
   bool fin = false;
-  if (n < kScratch && D.hup) {
-    // The source's FIN is in: take it now, so that it leaves with these bytes
-    // in one segment (MSG_MORE holds them until the shutdown that follows).
+  if (n < kScratch && D.fin_seen && !D.odd_seen) {
+    // A short read after the poll saw a plain FIN: every byte before the FIN
+    // was queued, so the read reached it. No need to read the EOF.
+    fin = true;
+  } else if (n < kScratch && (D.fin_seen || D.odd_seen)) {
     ssize_t z = recv(in, scratch_ + n, kScratch - n, 0);
     if (z == 0) {
       fin = true;
@@ -208,6 +217,8 @@ TcpFlows::Step TcpFlows::Copy(uint32_t index, int d) {
       return Step::kGone;
     }
   }
+  // When the source's FIN is in, the bytes go with MSG_MORE: the shutdown
+  // that follows puts the FIN into the same segment.
   ssize_t m = send(out, scratch_, n, MSG_NOSIGNAL | (fin ? MSG_MORE : 0));
   if (m < 0) {
     if (errno != EAGAIN && errno != EINTR) {
@@ -243,8 +254,8 @@ TcpFlows::Step TcpFlows::Copy(uint32_t index, int d) {
     return Step::kAgain;
   }
   // A short read emptied the socket: bytes that arrive later fire the poll
-  // again. After a FIN was reported, read on until EOF.
-  return D.hup ? Step::kAgain : Step::kDone;
+  // again. After a FIN, error or urgent data was reported, read on.
+  return D.fin_seen || D.odd_seen ? Step::kAgain : Step::kDone;
 }
 
 void TcpFlows::Move(uint32_t index, int d) {

@@ -86,8 +86,13 @@ class TcpFlows {
     bool shut = false;      // destination shut down for writing
     bool out_wait = false;  // POLLOUT armed on the destination
     bool queued = false;    // on the ready list
-    bool hup = false;       // the source's poll reported its FIN (or worse)
-    bool bulk = false;      // moving by splice; else copying via scratch_
+    // From the source's poll: fin_seen once it reported a FIN (POLLRDHUP),
+    // odd_seen once it reported a hang-up, an error or urgent data. Either
+    // way the source is read until EAGAIN or EOF; after a plain FIN a short
+    // read has reached the FIN (every byte before it was queued).
+    bool fin_seen = false;
+    bool odd_seen = false;
+    bool bulk = false;  // moving by splice; else copying via scratch_
   };
   struct Flow {
     enum State : uint8_t { kFree, kConnecting, kOpen };
@@ -115,6 +120,8 @@ class TcpFlows {
   void ArmIn(uint32_t index, int side);
   void Move(uint32_t index, int d);
   enum class Step { kAgain, kDone, kGone };
+  // Records what the source's poll reported (revents) in `D`.
+  static void NoteInEvents(Dir* D, unsigned revents);
   // Moves one read's worth of direction `d` through scratch_ (recv, send):
   // kAgain to go on, kDone when the source is drained or at EOF, kGone when
   // the flow was closed or the direction parked.
