@@ -7,6 +7,7 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -64,14 +65,6 @@ void TcpFlows::Start(Fd client, SocketFactory* side, const SockAddr& target,
   }
   // TCP_NODELAY: the accepted socket inherited it from its listener, and the
   // factory set it on the target socket (in the namespace thread's pool).
-  int ret = connect(sock->get(), target.sa(), target.len);
-  if (ret < 0 && errno != EINPROGRESS) {
-    stats_.connect_failed++;
-    LOG_RATELIMITED(log::Level::kInfo, "%s: connect to %s: %s, connection reset", label,
-                    target.ToString(), std::strerror(errno));
-    ResetFd(std::move(client));
-    return;
-  }
   uint32_t index = free_head_;
   Flow& f = flows_[index];
   free_head_ = f.next_free;
@@ -81,15 +74,19 @@ void TcpFlows::Start(Fd client, SocketFactory* side, const SockAddr& target,
   f.dir[0] = Dir{};
   f.dir[1] = Dir{};
   f.early_in = false;
+  f.state = Flow::kConnecting;
+  // The connect goes through the ring (IORING_OP_CONNECT): its result comes
+  // as a completion, with no POLLOUT to arm and no SO_ERROR to fetch. The
+  // kernel copies the address when the submission is handed over, so it
+  // lives in the slot until then.
+  static_assert(sizeof(f.peer) >= sizeof(sockaddr_in) && sizeof(f.peer) >= sizeof(sockaddr_in6));
+  socklen_t len = static_cast<socklen_t>(std::min<size_t>(target.len, sizeof(f.peer)));
+  std::memcpy(&f.peer, target.sa(), len);
+  ring_->PrepConnect(f.sock[1].get(), reinterpret_cast<const sockaddr*>(&f.peer), len,
+                     Ud(kind::kTcpConnect, index));
   // The client's side is watched from the start: a client that leaves while
   // the target does not answer must not hold its slot until connect times out.
   ArmIn(index, 0);
-  if (ret == 0) {
-    Open(index);
-  } else {
-    f.state = Flow::kConnecting;
-    ring_->PrepPoll(f.sock[1].get(), POLLOUT, Ud(kind::kTcpConnect, index));
-  }
 }
 
 void TcpFlows::Open(uint32_t index) {
@@ -126,17 +123,13 @@ void TcpFlows::HandleCompletion(const io_uring_cqe& cqe, UserData ud) {
   switch (ud.kind) {
     case kind::kTcpConnect: {
       if (f.state != Flow::kConnecting) return;
-      int err = 0;
-      socklen_t len = sizeof(err);
       if (cqe.res < 0) {
-        err = -cqe.res;
-      } else if (getsockopt(f.sock[1].get(), SOL_SOCKET, SO_ERROR, &err, &len) < 0) {
-        err = errno;
-      }
-      if (err) {
         stats_.connect_failed++;
-        LOG_RATELIMITED(log::Level::kInfo, "connect to target failed: %s, connection reset",
-                        std::strerror(err));
+        SockAddr peer;
+        peer.len = f.peer.sin6_family == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6);
+        std::memcpy(&peer.ss, &f.peer, peer.len);
+        LOG_RATELIMITED(log::Level::kInfo, "connect to %s: %s, connection reset", peer.ToString(),
+                        std::strerror(-cqe.res));
         Close(ud.index, true);
         return;
       }
@@ -350,7 +343,7 @@ void TcpFlows::Close(uint32_t index, bool reset) {
     // A parked direction d has POLLOUT armed on socket 1 - d.
     if (f.dir[1 - s].out_wait) ring_->PrepPollRemove(Ud(kind::kTcpOut0 + s, index));
   }
-  if (f.state == Flow::kConnecting) ring_->PrepPollRemove(Ud(kind::kTcpConnect, index));
+  if (f.state == Flow::kConnecting) ring_->PrepCancel(Ud(kind::kTcpConnect, index));
   if (reset) {
     stats_.resets++;
     for (auto& s : f.sock)

@@ -5,7 +5,7 @@
 // completion that arrives after the slot was freed and reused is recognised
 // and dropped.
 //
-//   Start ---> CONNECTING --(POLLOUT, SO_ERROR == 0)--> OPEN --(both
+//   Start ---> CONNECTING --(IORING_OP_CONNECT done)--> OPEN --(both
 //   directions shut)--> closed        any error or reset --> reset both
 //
 // The client's socket is polled from the start. While CONNECTING its bytes
@@ -28,6 +28,7 @@
 #pragma once
 
 #include <liburing.h>
+#include <netinet/in.h>
 
 #include <sys/types.h>
 
@@ -102,6 +103,7 @@ class TcpFlows {
     Dir dir[2];  // dir[i] moves sock[i] -> sock[1 - i]
     bool in_armed[2] = {false, false};
     bool early_in = false;  // the client's poll fired while CONNECTING
+    sockaddr_in6 peer{};    // the target (or a sockaddr_in), for the connect
     uint32_t next_free = 0;
   };
   struct ReadyItem {

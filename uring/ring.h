@@ -7,6 +7,7 @@
 #pragma once
 
 #include <liburing.h>
+#include <sys/socket.h>
 
 #include <cstdint>
 #include <memory>
@@ -58,6 +59,9 @@ class Ring {
   void PrepPollRemove(uint64_t target_user_data);
   void PrepCancel(uint64_t target_user_data);
   void PrepMultishotAccept(int fd, uint64_t user_data);
+  // Queues a connect of `fd` to `addr`; the kernel reads `addr` when the
+  // submission is handed over (Submit or the wait), so it must live until then.
+  void PrepConnect(int fd, const sockaddr* addr, socklen_t len, uint64_t user_data);
 
   // Whether multishot accepts wait for readiness before trying accept(2)
   // (IORING_ACCEPT_POLL_FIRST, Linux 6.10+): arming many listeners then
