@@ -1,4 +1,4 @@
-// TCP flows: one accepted connection spliced to one target connection.
+// TCP flows: one accepted connection joined to one target connection.
 //
 // Theory of operation. A flow is a preallocated slot with a generation
 // number; every submission for it carries (kind, generation, index), so a
@@ -13,18 +13,26 @@
 // nothing sent before it, means the client has left: the flow is torn down
 // at once instead of holding its slot until the connect times out.
 //
-// In OPEN, each socket has a multishot POLLIN armed. Bytes move with
-// splice(2) from the readable socket into a pipe and from the pipe into the
-// other socket, on this thread (io_uring's own splice runs on worker threads
-// and was slower; see README). A direction takes a pipe from the pool only
-// while bytes are in flight. When the destination is full the direction
-// parks (a one-shot POLLOUT is armed) and stops reading its source, so the
-// source's kernel buffer fills and TCP flow control pushes back on the peer:
-// nothing is buffered here beyond one pipe. EOF on a source, once its pipe is
-// drained, becomes shutdown(SHUT_WR) on the destination (half-close); a reset
-// or error on either side closes both with SO_LINGER 0, so the other peer
-// sees a reset too. Work per wake-up is bounded; a direction with more to do
-// goes on a ready list that runs after the current batch of completions.
+// In OPEN, each socket has a multishot POLLIN armed. A direction moves bytes
+// on this thread in one of two modes. Copy mode (the start): recv into a
+// one-page buffer of the loop, send from it; one read filling the page
+// switches to splice mode: splice(2) from the socket into a pooled pipe and
+// from the pipe into the other socket (io_uring's own splice runs on worker
+// threads and was slower; see README); a splice read under a page switches
+// back once the pipe has drained. A short read means the socket was empty,
+// and later bytes fire the poll again, so there is no read for EAGAIN; once
+// the poll has reported a FIN the source is read to EOF, and the last bytes
+// go with MSG_MORE so that the FIN leaves in the same segment. A direction
+// takes a pipe from the pool only while bytes are in flight (in splice mode,
+// or what a short send left over in copy mode). When the destination is full
+// the direction parks (a one-shot POLLOUT is armed) and stops reading its
+// source, so the source's kernel buffer fills and TCP flow control pushes
+// back on the peer: nothing is buffered here beyond one pipe. EOF on a
+// source, once its pipe is drained, becomes shutdown(SHUT_WR) on the
+// destination (half-close); a reset or error on either side closes both with
+// SO_LINGER 0, so the other peer sees a reset too. Work per wake-up is
+// bounded; a direction with more to do goes on a ready list that runs after
+// the current batch of completions.
 #pragma once
 
 #include <liburing.h>
