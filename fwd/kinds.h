@@ -6,7 +6,7 @@
 namespace ringfwd::kind {
 
 inline constexpr uint8_t kAccept = 1;      // multishot accept; index = listener
-inline constexpr uint8_t kTcpConnect = 2;  // POLLOUT while connecting; index = TCP flow
+inline constexpr uint8_t kTcpConnect = 2;  // IORING_OP_CONNECT to the target; index = TCP flow
 inline constexpr uint8_t kTcpIn0 = 3;      // multishot POLLIN on side 0 (+1 for side 1)
 inline constexpr uint8_t kTcpIn1 = 4;
 inline constexpr uint8_t kTcpOut0 = 5;  // one-shot POLLOUT on side 0 (+1 for side 1)

@@ -160,16 +160,22 @@ absl::StatusOr<Fd> NetNs::Socket(int family, int type) {
 
 void NetNs::Refill() {
   // Runs on the namespace thread. Sockets are made outside the lock.
-  std::vector<std::pair<int, int>> kinds;
+  // Only the shortfall is made: sockets made beyond it would be closed
+  // unused (a socket, a setsockopt and a close each).
+  struct Want {
+    int family, type;
+    size_t count;
+  };
+  std::vector<Want> kinds;
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (auto& p : pools_) {
-      if (p.refill_queued) kinds.emplace_back(p.family, p.type);
+      if (p.refill_queued) kinds.push_back(Want{p.family, p.type, kPoolTarget - p.fds.size()});
     }
   }
-  for (auto [family, type] : kinds) {
+  for (auto [family, type, count] : kinds) {
     std::vector<Fd> made;
-    for (size_t i = 0; i < kPoolTarget; i++) {
+    for (size_t i = 0; i < count; i++) {
       int fd = NewSocket(family, type);
       if (fd < 0) break;
       made.emplace_back(fd);

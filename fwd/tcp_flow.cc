@@ -4,8 +4,10 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -18,7 +20,9 @@ namespace {
 constexpr uint32_t kNoFlow = UINT32_MAX;
 // splice() calls per direction per wake-up before yielding to other flows.
 constexpr int kBudget = 8;
-constexpr unsigned kInMask = POLLIN | POLLRDHUP;
+// POLLPRI: urgent data stops a read short of the urgent mark, so a short
+// read no longer means an empty socket.
+constexpr unsigned kInMask = POLLIN | POLLRDHUP | POLLPRI;
 
 void SetLingerZero(int fd) {
   linger l{1, 0};
@@ -61,14 +65,6 @@ void TcpFlows::Start(Fd client, SocketFactory* side, const SockAddr& target,
   }
   // TCP_NODELAY: the accepted socket inherited it from its listener, and the
   // factory set it on the target socket (in the namespace thread's pool).
-  int ret = connect(sock->get(), target.sa(), target.len);
-  if (ret < 0 && errno != EINPROGRESS) {
-    stats_.connect_failed++;
-    LOG_RATELIMITED(log::Level::kInfo, "%s: connect to %s: %s, connection reset", label,
-                    target.ToString(), std::strerror(errno));
-    ResetFd(std::move(client));
-    return;
-  }
   uint32_t index = free_head_;
   Flow& f = flows_[index];
   free_head_ = f.next_free;
@@ -77,19 +73,41 @@ void TcpFlows::Start(Fd client, SocketFactory* side, const SockAddr& target,
   f.sock[1] = std::move(*sock);
   f.dir[0] = Dir{};
   f.dir[1] = Dir{};
-  if (ret == 0) {
-    Open(index);
-  } else {
-    f.state = Flow::kConnecting;
-    ring_->PrepPoll(f.sock[1].get(), POLLOUT, Ud(kind::kTcpConnect, index));
-  }
+  f.early_in = false;
+  f.state = Flow::kConnecting;
+  // The connect goes through the ring (IORING_OP_CONNECT): its result comes
+  // as a completion, with no POLLOUT to arm and no SO_ERROR to fetch. The
+  // kernel copies the address when the submission is handed over, so it
+  // lives in the slot until then.
+  static_assert(sizeof(f.peer) >= sizeof(sockaddr_in) && sizeof(f.peer) >= sizeof(sockaddr_in6));
+  socklen_t len = static_cast<socklen_t>(std::min<size_t>(target.len, sizeof(f.peer)));
+  std::memcpy(&f.peer, target.sa(), len);
+  ring_->PrepConnect(f.sock[1].get(), reinterpret_cast<const sockaddr*>(&f.peer), len,
+                     Ud(kind::kTcpConnect, index));
+  // The client's side is watched from the start: a client that leaves while
+  // the target does not answer must not hold its slot until connect times out.
+  ArmIn(index, 0);
 }
 
 void TcpFlows::Open(uint32_t index) {
   Flow& f = flows_[index];
   f.state = Flow::kOpen;
-  ArmIn(index, 0);
   ArmIn(index, 1);
+  // Bytes or a FIN the client sent while connecting were seen by the poll
+  // but left in the socket; the poll will not report them again.
+  if (f.early_in) Move(index, 0);
+}
+
+bool TcpFlows::ClientGone(uint32_t index, unsigned revents) {
+  Flow& f = flows_[index];
+  if (revents & (POLLERR | POLLHUP)) return true;  // reset, or both ways shut
+  if (!(revents & POLLRDHUP)) return false;        // bytes only: forwarded once open
+  // A FIN. A client that sent a request and half-closed still wants the reply;
+  // one that sent nothing has most likely closed (TCP cannot tell the two
+  // apart), and holding its slot for a target that does not answer helps no one.
+  int queued = 0;
+  if (ioctl(f.sock[0].get(), FIONREAD, &queued) < 0) return true;
+  return queued == 0;
 }
 
 void TcpFlows::ArmIn(uint32_t index, int side) {
@@ -105,17 +123,13 @@ void TcpFlows::HandleCompletion(const io_uring_cqe& cqe, UserData ud) {
   switch (ud.kind) {
     case kind::kTcpConnect: {
       if (f.state != Flow::kConnecting) return;
-      int err = 0;
-      socklen_t len = sizeof(err);
       if (cqe.res < 0) {
-        err = -cqe.res;
-      } else if (getsockopt(f.sock[1].get(), SOL_SOCKET, SO_ERROR, &err, &len) < 0) {
-        err = errno;
-      }
-      if (err) {
         stats_.connect_failed++;
-        LOG_RATELIMITED(log::Level::kInfo, "connect to target failed: %s, connection reset",
-                        std::strerror(err));
+        SockAddr peer;
+        peer.len = f.peer.sin6_family == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6);
+        std::memcpy(&peer.ss, &f.peer, peer.len);
+        LOG_RATELIMITED(log::Level::kInfo, "connect to %s: %s, connection reset", peer.ToString(),
+                        std::strerror(-cqe.res));
         Close(ud.index, true);
         return;
       }
@@ -132,6 +146,17 @@ void TcpFlows::HandleCompletion(const io_uring_cqe& cqe, UserData ud) {
         if (!f.dir[side].eof) ArmIn(ud.index, side);
       }
       if (cqe.res < 0) return;
+      NoteInEvents(&f.dir[side], static_cast<unsigned>(cqe.res));
+      if (f.state == Flow::kConnecting) {
+        if (ClientGone(ud.index, static_cast<unsigned>(cqe.res))) {
+          stats_.connect_failed++;
+          LOG_RATELIMITED(log::Level::kDebug, "client left while connecting to the target");
+          Close(ud.index, (cqe.res & POLLERR) != 0);
+          return;
+        }
+        f.early_in = true;
+        return;
+      }
       Move(ud.index, side);
       return;
     }
@@ -146,6 +171,84 @@ void TcpFlows::HandleCompletion(const io_uring_cqe& cqe, UserData ud) {
     default:
       return;
   }
+}
+
+void TcpFlows::NoteInEvents(Dir* D, unsigned revents) {
+  if (revents & POLLRDHUP) D->fin_seen = true;
+  if (revents & (POLLHUP | POLLERR | POLLPRI)) D->odd_seen = true;
+}
+
+TcpFlows::Step TcpFlows::Copy(uint32_t index, int d) {
+  Flow& f = flows_[index];
+  Dir& D = f.dir[d];
+  int in = f.sock[d].get();
+  int out = f.sock[1 - d].get();
+  ssize_t n = recv(in, scratch_, kScratch, 0);
+  if (n == 0) {
+    D.eof = true;
+    return Step::kDone;
+  }
+  if (n < 0) {
+    if (errno == EINTR) return Step::kAgain;
+    if (errno == EAGAIN) return Step::kDone;
+    Close(index, true);  // ECONNRESET, ETIMEDOUT...
+    return Step::kGone;
+  }
+  bool fin = false;
+  if (n < kScratch && D.fin_seen && !D.odd_seen) {
+    // A short read after the poll saw a plain FIN: every byte before the FIN
+    // was queued, so the read reached it. No need to read the EOF.
+    fin = true;
+  } else if (n < kScratch && (D.fin_seen || D.odd_seen)) {
+    ssize_t z = recv(in, scratch_ + n, kScratch - n, 0);
+    if (z == 0) {
+      fin = true;
+    } else if (z > 0) {
+      n += z;
+    } else if (errno != EAGAIN && errno != EINTR) {
+      Close(index, true);
+      return Step::kGone;
+    }
+  }
+  // When the source's FIN is in, the bytes go with MSG_MORE: the shutdown
+  // that follows puts the FIN into the same segment.
+  ssize_t m = send(out, scratch_, n, MSG_NOSIGNAL | (fin ? MSG_MORE : 0));
+  if (m < 0) {
+    if (errno != EAGAIN && errno != EINTR) {
+      Close(index, true);
+      return Step::kGone;
+    }
+    m = 0;
+  }
+  stats_.bytes += m;
+  if (fin) D.eof = true;
+  if (m < n) {
+    // The destination is full: the rest waits in a pipe (an empty pipe takes
+    // at least a page, and kScratch is one) until POLLOUT.
+    if (!pipes_.Get(&D.pipe)) {
+      LOG_RATELIMITED(log::Level::kWarn, "cannot create a pipe: %s; connection reset",
+                      std::strerror(errno));
+      Close(index, true);
+      return Step::kGone;
+    }
+    ssize_t w = write(D.pipe.w.get(), scratch_ + m, n - m);
+    if (w != n - m) {
+      Close(index, true);
+      return Step::kGone;
+    }
+    D.pending = static_cast<uint32_t>(w);
+    D.out_wait = true;
+    ring_->PrepPoll(out, POLLOUT, Ud(kind::kTcpOut0 + (1 - d), index));
+    return Step::kGone;
+  }
+  if (fin) return Step::kDone;
+  if (n == kScratch) {
+    D.bulk = true;  // more is likely waiting: splice from now on
+    return Step::kAgain;
+  }
+  // A short read emptied the socket: bytes that arrive later fire the poll
+  // again. After a FIN, error or urgent data was reported, read on.
+  return D.fin_seen || D.odd_seen ? Step::kAgain : Step::kDone;
 }
 
 void TcpFlows::Move(uint32_t index, int d) {
@@ -175,6 +278,12 @@ void TcpFlows::Move(uint32_t index, int d) {
       if (D.pending) continue;
     }
     if (D.eof) break;
+    if (!D.bulk) {
+      Step st = Copy(index, d);
+      if (st == Step::kGone) return;
+      if (st == Step::kDone) break;
+      continue;
+    }
     if (!D.pipe && !pipes_.Get(&D.pipe)) {
       LOG_RATELIMITED(log::Level::kWarn, "cannot create a pipe: %s; connection reset",
                       std::strerror(errno));
@@ -185,6 +294,8 @@ void TcpFlows::Move(uint32_t index, int d) {
                        SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
     if (n > 0) {
       D.pending += n;
+      // A small read: back to copying once the pipe has drained.
+      if (n < kScratch) D.bulk = false;
       continue;
     }
     if (n == 0) {
@@ -232,7 +343,7 @@ void TcpFlows::Close(uint32_t index, bool reset) {
     // A parked direction d has POLLOUT armed on socket 1 - d.
     if (f.dir[1 - s].out_wait) ring_->PrepPollRemove(Ud(kind::kTcpOut0 + s, index));
   }
-  if (f.state == Flow::kConnecting) ring_->PrepPollRemove(Ud(kind::kTcpConnect, index));
+  if (f.state == Flow::kConnecting) ring_->PrepCancel(Ud(kind::kTcpConnect, index));
   if (reset) {
     stats_.resets++;
     for (auto& s : f.sock)

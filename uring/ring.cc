@@ -132,4 +132,10 @@ void Ring::PrepMultishotAccept(int fd, uint64_t user_data) {
   io_uring_sqe_set_data64(sqe, user_data);
 }
 
+void Ring::PrepConnect(int fd, const sockaddr* addr, socklen_t len, uint64_t user_data) {
+  io_uring_sqe* sqe = GetSqe();
+  io_uring_prep_connect(sqe, fd, addr, len);
+  io_uring_sqe_set_data64(sqe, user_data);
+}
+
 }  // namespace ringfwd

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <liburing.h>
+#include <sys/socket.h>
 
 #include <cerrno>
 #include <cstdint>
@@ -59,6 +60,9 @@ class Ring {
   void PrepPollRemove(uint64_t target_user_data);
   void PrepCancel(uint64_t target_user_data);
   void PrepMultishotAccept(int fd, uint64_t user_data);
+  // Queues a connect of `fd` to `addr`; the kernel reads `addr` when the
+  // submission is handed over (Submit or the wait), so it must live until then.
+  void PrepConnect(int fd, const sockaddr* addr, socklen_t len, uint64_t user_data);
 
   // Teardown, stage one: cancels every request in flight and waits (at most
   // `timeout_ms`) until the kernel has completed them all, calling

@@ -256,17 +256,10 @@ TEST_F(TcpEdgeTest, TinySocketBuffers) {
 
 // A client that gives up while the forwarder is still connecting to a
 // target that does not answer (SYNs go to a neighbour that drops them) must
-// not hold its flow slot until the connect times out: with
-// --max-tcp-flows 1, the next client on another rule is served at once.
-//
-// DISABLED: daemon bug. While a flow is connecting (kConnecting in
-// fwd/tcp_flow.cc) only the target socket is polled (POLLOUT); the client
-// socket is not watched, so its close or reset goes unnoticed until the
-// target connect completes or fails, about 2 minutes later with the default
-// tcp_syn_retries. Until then the flow holds its slot and two descriptors,
-// and every other client is reset with "flow table full" (and a target that
-// answers late gets a connection for a client that is long gone).
-TEST_F(TcpEdgeTest, DISABLED_AbandonedConnectFreesItsSlot) {
+// not hold its flow slot until the connect times out (about 2 minutes with
+// the default tcp_syn_retries): with --max-tcp-flows 1, the next client on
+// another rule is served at once.
+TEST_F(TcpEdgeTest, AbandonedConnectFreesItsSlot) {
   std::string error;
   ASSERT_TRUE(target_->AddLink("d0", {"198.51.100.1/24"}, &error)) << error;
   ASSERT_TRUE(target_->Ip({"neigh", "add", "198.51.100.99", "lladdr", "02:00:00:00:00:99", "dev",
@@ -298,6 +291,35 @@ TEST_F(TcpEdgeTest, DISABLED_AbandonedConnectFreesItsSlot) {
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count();
   EXPECT_TRUE(served) << "the abandoned connect still held the only flow slot after " << ms
                       << " ms";
+}
+
+// The other side of the same rule: a client that sends its request and
+// half-closes while the target is still unreachable wants the reply, so its
+// FIN (after bytes) must not tear the flow down. The target becomes
+// reachable after the request went out (its address is added locally), and
+// the retransmitted SYN gets through.
+TEST_F(TcpEdgeTest, HalfClosedRequestDuringSlowConnectIsAnswered) {
+  std::string error;
+  ASSERT_TRUE(target_->AddLink("d0", {"198.51.100.1/24"}, &error)) << error;
+  ASSERT_TRUE(target_->Ip({"neigh", "add", "198.51.100.99", "lladdr", "02:00:00:00:00:99", "dev",
+                           "d0", "nud", "permanent"},
+                          &error))
+      << error;
+  EchoServer echo(TcpListen(*target_, Addr::Of("0.0.0.0", 80)));
+  auto d = StartForwarder({"-t", "127.0.0.1/8080:198.51.100.99/80"});
+  ASSERT_TRUE(d);
+  int err = 0;
+  Fd c = TcpConnect(*host_, Front(8080), &err);
+  ASSERT_TRUE(c) << std::strerror(err);
+  ASSERT_EQ(SendAll(c.get(), "request", In(1000)), 0);
+  ASSERT_EQ(shutdown(c.get(), SHUT_WR), 0);
+  std::string got;
+  // Nothing comes back while the SYNs are dropped.
+  EXPECT_EQ(RecvToEof(c.get(), &got, In(200)), ETIMEDOUT);
+  ASSERT_TRUE(target_->Ip({"addr", "add", "198.51.100.99/32", "dev", "lo"}, &error)) << error;
+  // The next SYN retransmission (1 s, then 2 s, 4 s after the first) connects.
+  EXPECT_EQ(RecvToEof(c.get(), &got, In(8000 * Slowdown())), 0);
+  EXPECT_EQ(got, "request");
 }
 
 // --pipe-size 4096: bytes still intact, many small splices.
