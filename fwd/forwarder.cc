@@ -54,6 +54,7 @@ Forwarder::Forwarder(const ForwarderOptions& opts, std::unique_ptr<Ring> ring)
 Forwarder::~Forwarder() {
   tcp_.CloseAll();
   udp_.CloseAll();
+  if (tap_) tap_->Shutdown();
 }
 
 absl::StatusOr<std::unique_ptr<Forwarder>> Forwarder::Create(const ForwarderOptions& opts) {
@@ -66,6 +67,10 @@ absl::StatusOr<std::unique_ptr<Forwarder>> Forwarder::Create(const ForwarderOpti
   if (!f->wake_) return ErrnoError(errno, "eventfd");
   f->fd_limit_ = RaiseFdLimit();
   f->tables_ = f->EmptyTables();
+  if (opts.tap.mode != TapLinkOptions::Mode::kNone) {
+    RINGFWD_ASSIGN_OR_RETURN(f->tap_,
+                             TapLink::Create(f->ring_.get(), opts.tap, f->netns_.get(), &f->host_));
+  }
   return f;
 }
 
@@ -365,16 +370,21 @@ absl::Status Forwarder::Run() {
   next_expire_ns_ = now_ns_ + 1000000000LL;
   next_scan_ns_ = now_ns_ + int64_t{opts_.scan_interval_ms} * 1000000;
   while (!stop_.load(std::memory_order_relaxed)) {
-    bool backlog = tcp_.HasReady() || !arm_queue_.empty() || !cancel_queue_.empty();
+    bool backlog = tcp_.HasReady() || !arm_queue_.empty() || !cancel_queue_.empty() ||
+                   (tap_ && tap_->HasWork());
     int timeout = backlog ? 0 : kTickMs;
     int n = ring_->RunOnce(timeout, [this](const io_uring_cqe& cqe) { Dispatch(cqe); });
     if (n < 0 && n != -ETIME && n != -EINTR && n != -EAGAIN && n != -EBUSY)
       return ErrnoError(-n, "io_uring wait");
     now_ns_ = MonoNs();
     tcp_.RunReady();
+    if (tap_) tap_->Process(now_ns_);
     ProcessCancels(kCancelBatch);
     ArmQueued();
     Tick(now_ns_);
+    // Every frame this iteration queued for the guest, in one submission
+    // (the next wait submits them).
+    if (tap_) tap_->Flush();
   }
   {
     std::lock_guard<std::mutex> lock(tasks_mu_);
@@ -457,6 +467,8 @@ void Forwarder::Dispatch(const io_uring_cqe& cqe) {
       return;
     }
     default:
+      if (ud.kind >= kind::kTapFirst && ud.kind <= kind::kTapLast && tap_)
+        tap_->Dispatch(cqe, ud, now_ns_);
       return;
   }
 }
@@ -481,6 +493,7 @@ void Forwarder::OnAccept(uint32_t index, Fd client) {
 
 void Forwarder::Tick(int64_t now_ns) {
   if (tick_hook_) tick_hook_();
+  if (tap_) tap_->Tick(now_ns);
   if (any_paused_) {
     any_paused_ = false;
     for (uint32_t i = 0; i < listeners_.size(); i++) {

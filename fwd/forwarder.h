@@ -35,6 +35,7 @@
 #include "fwd/netns.h"
 #include "fwd/rule.h"
 #include "fwd/scan.h"
+#include "fwd/tap_link.h"
 #include "fwd/tcp_flow.h"
 #include "fwd/udp_flow.h"
 #include "uring/fd.h"
@@ -50,6 +51,8 @@ struct ForwarderOptions {
   size_t pipe_size = 1 << 20;
   unsigned ring_entries = 4096;
   int scan_interval_ms = 1000;
+  // Tap mode: a Layer-2 link for the guest (mode kNone: off).
+  TapLinkOptions tap;
 };
 
 // Per-rule outcome of opening listeners.
@@ -103,6 +106,8 @@ class Forwarder {
   const TcpStats& tcp_stats() const { return tcp_.stats(); }
   const UdpStats& udp_stats() const { return udp_.stats(); }
   size_t listener_count() const { return by_key_.size(); }
+  // The tap link, or nullptr when tap mode is off. Loop thread only.
+  const TapLink* tap_link() const { return tap_.get(); }
 
  private:
   struct Listener {
@@ -161,6 +166,9 @@ class Forwarder {
   size_t ListenerBudget() const;
 
   ForwarderOptions opts_;
+  // Declared before the ring, so destroyed after it: the ring's teardown
+  // ends the reads that hold the link's buffers.
+  std::unique_ptr<TapLink> tap_;
   std::unique_ptr<Ring> ring_;
   HostSockets host_;
   std::unique_ptr<NetNs> netns_;

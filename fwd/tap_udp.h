@@ -1,0 +1,139 @@
+// TapUdp: the guest's UDP datagrams, translated to and from host sockets.
+//
+// Theory of operation. A flow is keyed by what the guest sees: its address
+// and port, and the destination address and port it wrote to. The first
+// datagram of a flow opens a host socket (in the daemon's own namespace),
+// bound to the guest's source port where the host allows it (any port
+// otherwise), and connected to the target: the host's loopback for the
+// gateway's address (LinkConfig::map_host_loopback), the host's resolver for
+// DNS to an advertised resolver, the destination itself otherwise. The
+// frames of one flow come as a group (FrameBatch) and leave in one sendmmsg.
+// The socket has a multishot POLLIN whose user_data carries the flow's slot
+// and generation (kind kTapUdp), so a reply maps to its flow without a
+// lookup; replies are received straight into a frame buffer of the sink,
+// behind the room for the headers, and the headers written around them
+// (source: the address the guest wrote to). IP_RECVERR/IPV6_RECVERR queue
+// the ICMP errors the host gets for the flow; each becomes an ICMP error to
+// the guest quoting the datagram it answers. A flow expires after 30 s idle,
+// or 120 s once traffic went both ways; when the table is full the least
+// recently used flow is evicted. Slots are preallocated, with generations;
+// nothing is allocated per datagram.
+#pragma once
+
+#include <liburing.h>
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "fwd/addr.h"
+#include "fwd/frame_batch.h"
+#include "fwd/frame_sink.h"
+#include "fwd/link_config.h"
+#include "fwd/netns.h"
+#include "uring/fd.h"
+#include "uring/ring.h"
+#include "uring/user_data.h"
+
+namespace ringfwd {
+
+struct TapUdpStats {
+  uint64_t flows_created = 0;
+  uint64_t flows_expired = 0;
+  uint64_t flows_evicted = 0;
+  uint64_t flow_failures = 0;  // socket, bind or connect refused
+  uint64_t datagrams_out = 0;  // guest -> host socket
+  uint64_t datagrams_in = 0;   // host socket -> guest
+  uint64_t icmp_errors = 0;    // ICMP errors relayed to the guest
+  uint64_t dropped = 0;        // send failed, sink full, too big for the link
+};
+
+struct TapUdpOptions {
+  size_t max_flows = 4096;
+  int64_t idle_ns = 30'000'000'000;        // one-way flows
+  int64_t idle_both_ns = 120'000'000'000;  // once traffic went both ways
+  // Where DNS to an advertised resolver goes (port 53 on the guest side);
+  // unset (::) keeps the advertised address.
+  Addr6 dns4_target;
+  Addr6 dns6_target;
+};
+
+class TapUdp {
+ public:
+  // `config`, `state`, `host` and `sink` are borrowed for the lifetime.
+  TapUdp(Ring* ring, const LinkConfig& config, const LinkState& state, SocketFactory* host,
+         FrameSink* sink, size_t max_frame, const TapUdpOptions& opts);
+  ~TapUdp();
+
+  // The frames of one UDP flow from the guest (indexes into `batch`).
+  void HandleGroup(const FrameBatch& batch, std::span<const uint16_t> frames, int64_t now_ns);
+  // A completion of kind kTapUdp: replies or errors on a flow's socket.
+  void HandleCompletion(const io_uring_cqe& cqe, UserData ud, int64_t now_ns);
+  // Flows whose socket still had data when their read budget ran out.
+  bool HasReady() const { return !ready_.empty(); }
+  void RunReady(int64_t now_ns);
+  // Closes flows past their idle time.
+  void Expire(int64_t now_ns);
+  void CloseAll();
+
+  size_t active() const { return map_.size(); }
+  const TapUdpStats& stats() const { return stats_; }
+
+  // Where a datagram the guest sends to `dst`:`port` goes on the host.
+  Addr6 MapTarget(const Addr6& dst, uint16_t port) const;
+
+ private:
+  struct Key {
+    Addr6 guest;
+    Addr6 dst;
+    uint16_t gport;
+    uint16_t dport;
+    friend bool operator==(const Key&, const Key&) = default;
+    template <typename H>
+    friend H AbslHashValue(H h, const Key& k) {
+      return H::combine(std::move(h), k.guest, k.dst, k.gport, k.dport);
+    }
+  };
+  struct Flow {
+    bool used = false;
+    bool armed = false;
+    bool replied = false;  // traffic went both ways
+    bool queued = false;   // in ready_
+    uint32_t gen = 0;
+    Fd sock;
+    Key key{};
+    Addr6 target;  // where the socket is connected
+    int64_t last_active = 0;
+    uint32_t prev = 0, next = 0;  // LRU, most recent at the head
+  };
+
+  uint32_t Create(const Key& key, int64_t now_ns);
+  void Close(uint32_t index);
+  void Touch(uint32_t index, int64_t now_ns);
+  void LruUnlink(uint32_t index);
+  void LruPushFront(uint32_t index);
+  // Reads replies into frames for the guest; true if the budget ran out.
+  bool ReadReplies(uint32_t index, int64_t now_ns);
+  void ReadErrors(uint32_t index);
+
+  Ring* ring_;
+  const LinkConfig& config_;
+  const LinkState& state_;
+  SocketFactory* host_;
+  FrameSink* sink_;
+  size_t max_frame_;
+  TapUdpOptions opts_;
+  std::vector<Flow> flows_;
+  std::vector<uint32_t> free_;
+  uint32_t lru_head_, lru_tail_;
+  absl::flat_hash_map<Key, uint32_t> map_;
+  std::vector<uint32_t> ready_;
+  std::vector<uint32_t> ready_next_;
+  struct Scratch;
+  std::unique_ptr<Scratch> scratch_;
+  TapUdpStats stats_;
+};
+
+}  // namespace ringfwd
