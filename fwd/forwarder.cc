@@ -178,7 +178,10 @@ void Forwarder::Disarm(uint32_t index, bool cancel_now) {
 Fd Forwarder::DetachListener(uint32_t index, bool cancel_now) {
   Listener& l = listeners_[index];
   Disarm(index, cancel_now);
-  if (l.key.proto == kProtoUdp) udp_.FlushListener(index);
+  if (l.key.proto == kProtoUdp) {
+    udp_.FlushListener(index);
+    if (tap_) tap_->FlushListener(index);
+  }
   by_key_.erase(l.key);
   Fd fd = std::move(l.fd);
   l.used = false;
@@ -443,6 +446,12 @@ void Forwarder::Dispatch(const io_uring_cqe& cqe) {
         if (cqe.res != -ECANCELED && !l.disarmed) Arm(ud.index);
       }
       if (cqe.res < 0) return;
+      if (l.key.pif == PifId::kHost && l.target.addr.IsUnspecified6() && Context().tap_guest) {
+        tap_->HandleInboundUdp(
+            TapInboundListener{ud.index, l.fd.get(), l.key.family(), l.target.port, &l.label},
+            now_ns_);
+        return;
+      }
       UdpListenerInfo info{ud.index, l.gen, l.fd.get(), ConnectSide(l.key.pif), l.target, &l.label};
       udp_.HandleListener(info, now_ns_);
       return;

@@ -74,7 +74,9 @@ class Forwarder {
   uint32_t CapsFor(PifId pif) const;
   // An empty table set with every served pif, names and caps filled in.
   TableSet EmptyTables() const;
-  TargetContext Context() const { return TargetContext{netns_ != nullptr}; }
+  TargetContext Context() const {
+    return TargetContext{netns_ != nullptr, tap_ && !netns_ && tap_->ServesHostRules()};
+  }
 
   // Validates `tables` and opens their listeners (not SCAN rules: those open
   // as the target side starts listening). A bind failure of a non-WEAK rule,

@@ -78,6 +78,15 @@ class TapLink : public FrameReceiver {
   void Flush() { source_->Flush(); }
   // Closes the translated flows (their polls are removed on the ring).
   void Shutdown();
+  // Whether HOST rules without a target address deliver to the guest over
+  // the link (a VM on the QEMU socket) rather than to a namespace.
+  bool ServesHostRules() const { return mode_ == TapLinkOptions::Mode::kQemu; }
+  // A HOST rule's UDP listener is readable: its datagrams go to the guest.
+  void HandleInboundUdp(const TapInboundListener& l, int64_t now_ns) {
+    udp_->HandleInbound(l, now_ns);
+  }
+  // The listener goes away or changes target: its inbound flows close.
+  void FlushListener(uint32_t index) { udp_->FlushListener(index); }
 
   void OnFrames(std::span<const std::span<const uint8_t>> frames) override;
 

@@ -99,6 +99,11 @@ void TapUdp::HandleGroup(const FrameBatch& batch, std::span<const uint16_t> fram
     }
   }
   Touch(idx, now_ns);
+  if (flows_[idx].inbound) {
+    flows_[idx].replied = true;
+    SendToClient(idx, batch, frames);
+    return;
+  }
   Scratch& s = *scratch_;
   size_t n = 0;
   for (uint16_t i : frames) {
@@ -127,12 +132,28 @@ void TapUdp::HandleGroup(const FrameBatch& batch, std::span<const uint16_t> fram
   stats_.datagrams_out += n;
 }
 
-uint32_t TapUdp::Create(const Key& key, int64_t now_ns) {
+uint32_t TapUdp::Claim(const Key& key, int64_t now_ns) {
   if (free_.empty()) {
-    if (lru_tail_ == kNone) return kNone;
     stats_.flows_evicted++;
     Close(lru_tail_);
   }
+  uint32_t idx = free_.back();
+  free_.pop_back();
+  Flow& f = flows_[idx];
+  f.used = true;
+  f.replied = false;
+  f.queued = false;
+  f.inbound = false;
+  f.has_local = false;
+  f.key = key;
+  f.last_active = now_ns;
+  map_.emplace(key, idx);
+  LruPushFront(idx);
+  return idx;
+}
+
+uint32_t TapUdp::Create(const Key& key, int64_t now_ns) {
+  if (free_.empty() && lru_tail_ == kNone) return kNone;
   Addr6 target = MapTarget(key.dst, key.dport);
   SockAddr to = SockAddr::From(target, key.dport);
   absl::StatusOr<Fd> sock = host_->Socket(to.family(), SOCK_DGRAM);
@@ -158,18 +179,10 @@ uint32_t TapUdp::Create(const Key& key, int64_t now_ns) {
                     std::strerror(errno));
     return kNone;
   }
-  uint32_t idx = free_.back();
-  free_.pop_back();
+  uint32_t idx = Claim(key, now_ns);
   Flow& f = flows_[idx];
-  f.used = true;
-  f.replied = false;
-  f.queued = false;
   f.sock = std::move(*sock);
-  f.key = key;
   f.target = target;
-  f.last_active = now_ns;
-  map_.emplace(key, idx);
-  LruPushFront(idx);
   ring_->PrepPollMultishot(f.sock.get(), POLLIN, UserData{kind::kTapUdp, f.gen, idx}.Pack());
   f.armed = true;
   stats_.flows_created++;
@@ -326,6 +339,178 @@ void TapUdp::ReadErrors(uint32_t index) {
   }
 }
 
+bool TapUdp::InboundKey(const Addr6& client, uint16_t port, uint16_t target_port, Key* key) const {
+  if (client.IsV4()) {
+    if (!config_.has_v4) return false;
+    key->guest = V4(config_.addr4);
+    // A client on the host's own loopback appears as the gateway.
+    key->dst = client.IsLoopback() ? V4(config_.gw4) : client;
+  } else {
+    if (!config_.has_v6) return false;
+    key->guest = Addr6::FromIn6(config_.addr6);
+    Addr6 gwg = Addr6::FromIn6(config_.gw6_global);
+    key->dst = client.IsLoopback() ? (IsSet(gwg) ? gwg : Addr6::FromIn6(config_.gw6)) : client;
+  }
+  key->gport = target_port;
+  key->dport = port;
+  return true;
+}
+
+void TapUdp::HandleInbound(const TapInboundListener& l, int64_t now_ns) {
+  Scratch& s = *scratch_;
+  for (int i = 0; i < 4 * kReadBudget; i++) {
+    std::span<uint8_t> buf = sink_->Reserve(max_frame_);
+    // Received at the IPv6 offset on IPv6 sockets (a dual-stack one may
+    // hold IPv4 clients: moved down then), at the IPv4 offset otherwise.
+    size_t at = l.family == AF_INET ? kUdp4FrameHeadersLen : kUdp6FrameHeadersLen;
+    bool have_buf = buf.size() > at;
+    iovec iov =
+        have_buf ? iovec{buf.data() + at, buf.size() - at} : iovec{s.drain, sizeof(s.drain)};
+    sockaddr_storage from{};
+    msghdr mh{};
+    mh.msg_name = &from;
+    mh.msg_namelen = sizeof(from);
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = s.cmsg;
+    mh.msg_controllen = sizeof(s.cmsg);
+    ssize_t n = recvmsg(l.fd, &mh, MSG_DONTWAIT);
+    if (n < 0) {
+      sink_->Commit(0);
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+      if (errno == EINTR) continue;
+      LOG_RATELIMITED(log::Level::kWarn, "%s: receive: %s", l.label ? *l.label : "tap UDP",
+                      std::strerror(errno));
+      return;
+    }
+    SockAddr client;
+    std::memcpy(&client.ss, &from, sizeof(from));
+    client.len = mh.msg_namelen;
+    Key key;
+    if (!have_buf || (mh.msg_flags & MSG_TRUNC) || !state_.guest_mac_known ||
+        !InboundKey(client.addr(), client.port(), l.target_port, &key)) {
+      sink_->Commit(0);
+      stats_.dropped++;  // no room, too big, no guest seen yet, or no address of the family
+      continue;
+    }
+    uint32_t idx;
+    auto it = map_.find(key);
+    if (it != map_.end() && flows_[it->second].inbound) {
+      idx = it->second;
+    } else {
+      if (it != map_.end()) Close(it->second);  // an outbound flow of the same tuple
+      if (free_.empty() && lru_tail_ == kNone) {
+        sink_->Commit(0);
+        stats_.dropped++;
+        continue;
+      }
+      idx = Claim(key, now_ns);
+      Flow& f = flows_[idx];
+      f.inbound = true;
+      f.listener = l.index;
+      f.listener_fd = l.fd;
+      f.client = from;
+      f.client_len = mh.msg_namelen;
+      for (cmsghdr* c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+        if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
+          in_pktinfo pi;
+          std::memcpy(&pi, CMSG_DATA(c), sizeof(pi));
+          f.local = V4(pi.ipi_addr);
+          f.ifindex = pi.ipi_ifindex;
+          f.has_local = true;
+        } else if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO) {
+          in6_pktinfo pi;
+          std::memcpy(&pi, CMSG_DATA(c), sizeof(pi));
+          f.local = Addr6::FromIn6(pi.ipi6_addr);
+          f.ifindex = pi.ipi6_ifindex;
+          f.has_local = true;
+        }
+      }
+      stats_.flows_created++;
+    }
+    Touch(idx, now_ns);
+    bool v4 = key.guest.IsV4();
+    if (v4 && at == kUdp6FrameHeadersLen) {
+      std::memmove(buf.data() + kUdp4FrameHeadersLen, buf.data() + at, n);
+    }
+    FrameAddrs a;
+    a.src_mac = config_.our_mac;
+    a.dst_mac = state_.guest_mac;
+    a.src = key.dst;
+    a.dst = key.guest;
+    size_t len = FinishUdpFrame(buf, a, key.dport, key.gport, n);
+    sink_->Commit(len);
+    if (len)
+      stats_.datagrams_in++;
+    else
+      stats_.dropped++;
+  }
+}
+
+void TapUdp::SendToClient(uint32_t index, const FrameBatch& batch,
+                          std::span<const uint16_t> frames) {
+  Flow& f = flows_[index];
+  Scratch& s = *scratch_;
+  // The reply's source: the address the client wrote to (a wildcard
+  // listener would otherwise pick one by route).
+  alignas(cmsghdr) uint8_t ctrl[CMSG_SPACE(sizeof(in6_pktinfo))] = {};
+  size_t ctrl_len = 0;
+  if (f.has_local) {
+    cmsghdr* c = reinterpret_cast<cmsghdr*>(ctrl);
+    if (f.client.ss_family == AF_INET) {
+      c->cmsg_level = IPPROTO_IP;
+      c->cmsg_type = IP_PKTINFO;
+      c->cmsg_len = CMSG_LEN(sizeof(in_pktinfo));
+      in_pktinfo pi{};
+      pi.ipi_spec_dst.s_addr = htonl(f.local.V4());
+      std::memcpy(CMSG_DATA(c), &pi, sizeof(pi));
+      ctrl_len = CMSG_SPACE(sizeof(in_pktinfo));
+    } else {
+      c->cmsg_level = IPPROTO_IPV6;
+      c->cmsg_type = IPV6_PKTINFO;
+      c->cmsg_len = CMSG_LEN(sizeof(in6_pktinfo));
+      in6_pktinfo pi{};
+      pi.ipi6_addr = f.local.In6();
+      bool link_local = !f.local.IsV4() && f.local.b[0] == 0xfe && (f.local.b[1] & 0xc0) == 0x80;
+      pi.ipi6_ifindex = link_local ? f.ifindex : 0;
+      std::memcpy(CMSG_DATA(c), &pi, sizeof(pi));
+      ctrl_len = CMSG_SPACE(sizeof(in6_pktinfo));
+    }
+  }
+  size_t n = 0;
+  for (uint16_t i : frames) {
+    const FrameView& v = batch.view(i);
+    std::span<const uint8_t> fr = batch.frame(i);
+    s.iov[n] = iovec{const_cast<uint8_t*>(fr.data()) + v.payload_off, v.payload_len};
+    msghdr& mh = s.msgs[n].msg_hdr;
+    mh = msghdr{};
+    mh.msg_iov = &s.iov[n];
+    mh.msg_iovlen = 1;
+    mh.msg_name = &f.client;
+    mh.msg_namelen = f.client_len;
+    mh.msg_control = ctrl_len ? ctrl : nullptr;
+    mh.msg_controllen = ctrl_len;
+    n++;
+  }
+  size_t sent = 0;
+  while (sent < n) {
+    int r = sendmmsg(f.listener_fd, s.msgs + sent, n - sent, MSG_DONTWAIT);
+    if (r > 0) {
+      sent += r;
+      continue;
+    }
+    if (r < 0 && errno == EINTR) continue;
+    stats_.dropped++;
+    sent++;
+  }
+  stats_.datagrams_out += n;
+}
+
+void TapUdp::FlushListener(uint32_t index) {
+  for (uint32_t i = 0; i < flows_.size(); i++)
+    if (flows_[i].used && flows_[i].inbound && flows_[i].listener == index) Close(i);
+}
+
 void TapUdp::Touch(uint32_t index, int64_t now_ns) {
   flows_[index].last_active = now_ns;
   if (lru_head_ == index) return;
@@ -364,6 +549,8 @@ void TapUdp::Close(uint32_t index) {
   f.sock.Reset();
   f.used = false;
   f.armed = false;
+  f.inbound = false;
+  f.listener_fd = -1;
   f.gen = (f.gen + 1) & UserData::kGenMask;
   free_.push_back(index);
 }

@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -50,6 +51,15 @@ struct TapUdpStats {
   uint64_t dropped = 0;        // send failed, sink full, too big for the link
 };
 
+// A HOST rule's UDP listener whose target is the guest (a VM on the link).
+struct TapInboundListener {
+  uint32_t index = 0;  // listener slot; its flows are flushed before it closes
+  int fd = -1;         // borrowed
+  int family = AF_INET;
+  uint16_t target_port = 0;
+  const std::string* label = nullptr;
+};
+
 struct TapUdpOptions {
   size_t max_flows = 4096;
   int64_t idle_ns = 30'000'000'000;        // one-way flows
@@ -71,6 +81,12 @@ class TapUdp {
   void HandleGroup(const FrameBatch& batch, std::span<const uint16_t> frames, int64_t now_ns);
   // A completion of kind kTapUdp: replies or errors on a flow's socket.
   void HandleCompletion(const io_uring_cqe& cqe, UserData ud, int64_t now_ns);
+  // Inbound: the datagrams a listener holds go to the guest's address at
+  // the target port, from the client's address (the gateway's for clients
+  // on the host's loopback); the guest's replies leave from the listener.
+  void HandleInbound(const TapInboundListener& l, int64_t now_ns);
+  // Closes the inbound flows of listener `index`.
+  void FlushListener(uint32_t index);
   // Flows whose socket still had data when their read budget ran out.
   bool HasReady() const { return !ready_.empty(); }
   void RunReady(int64_t now_ns);
@@ -105,6 +121,15 @@ class TapUdp {
     Fd sock;
     Key key{};
     Addr6 target;  // where the socket is connected
+    // Inbound flows (sock unset): replies leave from the listener.
+    bool inbound = false;
+    uint32_t listener = 0;
+    int listener_fd = -1;
+    sockaddr_storage client{};
+    socklen_t client_len = 0;
+    Addr6 local;  // the address the client wrote to, when known
+    bool has_local = false;
+    uint32_t ifindex = 0;
     int64_t last_active = 0;
     uint32_t prev = 0, next = 0;  // LRU, most recent at the head
   };
@@ -117,6 +142,12 @@ class TapUdp {
   // Reads replies into frames for the guest; true if the budget ran out.
   bool ReadReplies(uint32_t index, int64_t now_ns);
   void ReadErrors(uint32_t index);
+  // Takes a free slot (evicting the oldest flow if none) and links it in.
+  uint32_t Claim(const Key& key, int64_t now_ns);
+  // The guest-side view of an inbound client, or false if the guest has no
+  // address of its family.
+  bool InboundKey(const Addr6& client, uint16_t port, uint16_t target_port, Key* key) const;
+  void SendToClient(uint32_t index, const FrameBatch& batch, std::span<const uint16_t> frames);
 
   Ring* ring_;
   const LinkConfig& config_;

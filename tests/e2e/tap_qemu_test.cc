@@ -181,3 +181,61 @@ TEST_F(TapQemuTest, BadLengthsHalfFramesAndSecondClientsAreRefusedWithoutHarm) {
 
 }  // namespace
 }  // namespace ringfwd::e2e
+
+namespace ringfwd::e2e {
+namespace {
+
+TEST_F(TapQemuTest, HostUdpRulesReachTheVm) {
+  auto d = StartDaemon({"--qemu-socket", path_, "--address", std::string(kGuest4) + "/24",
+                        "--gateway", kGateway4, "-u", "5353:53", "-u", "192.0.2.1/6000"});
+  ASSERT_TRUE(d);
+  std::unique_ptr<QemuPeer> p = ConnectServed();  // the VM has spoken: its MAC is known
+  ASSERT_TRUE(p);
+  // Clients on the host's loopback and on its outside address.
+  struct Case {
+    std::string dst;
+    uint16_t port;
+    uint16_t guest_port;
+    uint32_t seen_from;  // the source the VM sees
+  } cases[] = {{"127.0.0.1", 5353, 53, Ip4(kGateway4)},
+               {"192.0.2.1", 6000, 6000, Ip4("192.0.2.2")}};
+  for (const Case& c : cases) {
+    const TempNetns& where = c.dst == "127.0.0.1" ? *host_ : *outside_;
+    Fd s = SocketIn(where, AF_INET, SOCK_DGRAM);
+    Addr to = Addr::Of(c.dst, c.port);
+    for (int i = 0; i < 5; i++) {
+      std::string msg = "inbound " + std::to_string(i) + " " + Pattern(i).Bytes(0, 100 * i);
+      ASSERT_EQ(sendto(s.get(), msg.data(), msg.size(), 0, to.sa(), to.len),
+                static_cast<ssize_t>(msg.size()));
+      std::optional<Bytes> f = p->RecvMatching([&](const Bytes& fr) {
+        Parsed4 q = ParseFrame4(fr);
+        return q.ok && q.proto == 17 && q.dport == c.guest_port;
+      });
+      ASSERT_TRUE(f) << "no frame for " << c.dst << ":" << c.port;
+      Parsed4 q = ParseFrame4(*f);
+      EXPECT_EQ(q.dst, Ip4(kGuest4));
+      EXPECT_EQ(q.src, c.seen_from);
+      EXPECT_EQ(std::string(q.payload.begin(), q.payload.end()), msg);
+      // The VM answers; the client hears it from the address it wrote to.
+      std::string rtext = "r:" + msg;
+      Bytes reply(rtext.begin(), rtext.end());
+      ASSERT_TRUE(p->Send(UdpFrame4(kVm, kOurs, Ip4(kGuest4), q.src, q.dport, q.sport, reply)));
+      ASSERT_TRUE(WaitReadable(s.get(), In(3000 * Slowdown())));
+      char buf[2048];
+      sockaddr_storage from{};
+      socklen_t len = sizeof(from);
+      ssize_t n = recvfrom(s.get(), buf, sizeof(buf), 0, reinterpret_cast<sockaddr*>(&from), &len);
+      ASSERT_GT(n, 0);
+      EXPECT_EQ(std::string(buf, n), "r:" + msg);
+      EXPECT_EQ(Addr::FromSockaddr(reinterpret_cast<sockaddr*>(&from), len), to);
+    }
+  }
+  // TCP rules to the VM wait for tap mode part 2: refused clearly.
+  CmdResult r = RunRingfwd(*host_, {"--qemu-socket", path_ + ".2", "--address", "198.51.100.9/24",
+                                    "--gateway", kGateway4, "-t", "8080:80"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("TCP to the VM"), std::string::npos) << r.output;
+}
+
+}  // namespace
+}  // namespace ringfwd::e2e
