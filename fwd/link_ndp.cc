@@ -35,7 +35,7 @@ void HandleNeighborSolicit(Ctx& c, const FrameView& v, std::span<const uint8_t> 
   }
   Addr6 target;
   std::memcpy(target.b.data(), frame.data() + v.l4_off + 8, 16);
-  if (target.IsMulticast()) {
+  if (target.IsMulticast() || target.IsV4()) {  // IsV4: an IPv4-mapped address
     c.counters.bad++;
     return;
   }

@@ -191,6 +191,10 @@ void ParseIpv6(std::span<const uint8_t> f, FrameView& v) {
   v.ttl = p[7];
   v.src = LoadV6(p + 8);
   v.dst = LoadV6(p + 24);
+  if (v.src.IsV4() || v.dst.IsV4() || v.src.IsMulticast()) {
+    v.drop = DropReason::kBadAddress;
+    return;
+  }
   v.ip_len = static_cast<uint32_t>(kIpv6HeaderLen + plen);
   uint8_t next = p[6];
   size_t off = kIpv6HeaderLen;  // from the IPv6 header
@@ -257,6 +261,8 @@ const char* DropReasonName(DropReason r) {
       return "bad_udp_len";
     case DropReason::kBadTcpHeaderLen:
       return "bad_tcp_header_len";
+    case DropReason::kBadAddress:
+      return "bad_address";
     case DropReason::kCount:
       break;
   }

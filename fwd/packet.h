@@ -63,6 +63,8 @@ enum class DropReason : uint8_t {
   kTruncatedL4,       // shorter than the UDP/TCP/ICMP header
   kBadUdpLen,         // UDP length under 8 or not matching the IP length
   kBadTcpHeaderLen,   // TCP data offset under 5 or beyond the segment
+  kBadAddress,        // IPv6 header with an IPv4-mapped address (never valid on
+                      // the wire, and ambiguous in Addr6) or a multicast source
   kCount
 };
 

@@ -299,6 +299,16 @@ TEST(ParseFrame, BadLengthsAndHeaders) {
   e = Echo6Frame();
   e[14] = 0x40;  // version 4 under the IPv6 ethertype
   EXPECT_EQ(drop(e), DropReason::kBadIpVersion);
+  // IPv4-mapped addresses are not valid in an IPv6 header (and would read
+  // as IPv4 in Addr6); a multicast source neither.
+  e = testing::Ipv6Frame(kDefaultOurMac, "::ffff:192.0.2.10", "2001:db8:2::1", IPPROTO_ICMPV6,
+                         Bytes(8, 0));
+  EXPECT_EQ(drop(e), DropReason::kBadAddress);
+  e = testing::Ipv6Frame(kDefaultOurMac, "2001:db8:1::10", "::ffff:203.0.113.1", IPPROTO_ICMPV6,
+                         Bytes(8, 0));
+  EXPECT_EQ(drop(e), DropReason::kBadAddress);
+  e = testing::Ipv6Frame(kDefaultOurMac, "ff02::1", "2001:db8:2::1", IPPROTO_ICMPV6, Bytes(8, 0));
+  EXPECT_EQ(drop(e), DropReason::kBadAddress);
   e = Echo6Frame();
   e[20] = IPPROTO_FRAGMENT;
   EXPECT_EQ(drop(e), DropReason::kFragment);
