@@ -81,6 +81,7 @@ absl::StatusOr<std::unique_ptr<TapLink>> TapLink::Create(Ring* ring, const TapLi
   link->services_ = std::make_unique<LinkServices>(link->config_, link->state_);
   link->udp_ = std::make_unique<TapUdp>(ring, link->config_, link->state_, host,
                                         link->source_.get(), link->source_->MaxFrame(), opts.udp);
+  link->icmp_ = std::make_unique<TapIcmp>(ring, link->config_, link->state_);
   link->source_->Start();
   return link;
 }
@@ -95,6 +96,9 @@ void TapLink::Dispatch(const io_uring_cqe& cqe, UserData ud, int64_t now_ns) {
       return;
     case kind::kTapUdp:
       udp_->HandleCompletion(cqe, ud, now_ns);
+      return;
+    case kind::kTapPing:
+      icmp_->HandleCompletion(cqe, ud, now_ns, *source_);
       return;
     default:
       return;
@@ -113,12 +117,16 @@ void TapLink::Tick(int64_t now_ns) {
   if (now_ns >= next_expire_ns_) {
     next_expire_ns_ = now_ns + 1'000'000'000;
     udp_->Expire(now_ns);
+    icmp_->Expire(now_ns);
     // Reads that failed are retried once a second, never in a tight loop.
     if (mode_ == TapLinkOptions::Mode::kTap) static_cast<TapDevice*>(source_.get())->Tick();
   }
 }
 
-void TapLink::Shutdown() { udp_->CloseAll(); }
+void TapLink::Shutdown() {
+  udp_->CloseAll();
+  icmp_->CloseAll();
+}
 
 void TapLink::OnFrames(std::span<const std::span<const uint8_t>> frames) {
   batch_->Clear();
@@ -152,8 +160,14 @@ void TapLink::OnFrames(std::span<const std::span<const uint8_t>> frames) {
         break;
       case IPPROTO_ICMP:
       case IPPROTO_ICMPV6:
-        stats_.icmp_dropped++;  // echo: the ICMP translator (not in this build)
-        stats_.dropped++;
+        // Echo requests go out through ping sockets (dropped and counted
+        // there if not permitted); other ICMP from the guest is dropped.
+        if (icmp_->HandleGuestEcho(v, f, now_ns_)) {
+          stats_.icmp_echo++;
+        } else {
+          stats_.icmp_dropped++;
+          stats_.dropped++;
+        }
         continue;
       case IPPROTO_TCP:
         stats_.tcp_dropped++;  // tap mode part 2
@@ -191,13 +205,14 @@ std::string TapLink::Summary() const {
   for (size_t i = 1; i < stats_.bad.size(); i++)
     if (stats_.bad[i])
       absl::StrAppend(&bad, " ", DropReasonName(static_cast<DropReason>(i)), "=", stats_.bad[i]);
-  return absl::StrCat("tap: ", s.frames_in, " frames in, ", s.frames_out, " out; dropped ",
-                      stats_.dropped, " (bad:", bad.empty() ? " none" : bad, "; not for us ",
-                      stats_.not_for_us, ", icmp ", stats_.icmp_dropped, ", tcp ",
-                      stats_.tcp_dropped, ", other ", stats_.other_dropped, "); services ",
-                      stats_.services, "; udp flows ", u.flows_created, ", datagrams out ",
-                      u.datagrams_out, " in ", u.datagrams_in, ", icmp errors ", u.icmp_errors,
-                      ", udp dropped ", u.dropped, "; send queue full ", s.out_dropped);
+  return absl::StrCat(
+      "tap: ", s.frames_in, " frames in, ", s.frames_out, " out; dropped ", stats_.dropped,
+      " (bad:", bad.empty() ? " none" : bad, "; not for us ", stats_.not_for_us, ", icmp ",
+      stats_.icmp_dropped, ", tcp ", stats_.tcp_dropped, ", other ", stats_.other_dropped,
+      "); services ", stats_.services, "; udp flows ", u.flows_created, ", datagrams out ",
+      u.datagrams_out, " in ", u.datagrams_in, ", icmp errors ", u.icmp_errors, ", udp dropped ",
+      u.dropped, "; icmp echo ", icmp_->stats().requests, " requests ", icmp_->stats().replies,
+      " replies ", icmp_->stats().not_permitted, " not permitted; send queue full ", s.out_dropped);
 }
 
 }  // namespace ringfwd

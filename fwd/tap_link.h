@@ -6,10 +6,10 @@
 // by the source arrive in batches (OnFrames): each is parsed; bad frames are
 // dropped and counted by reason; the link services (ARP, NDP, DHCP, DHCPv6)
 // take theirs and answer at once; the rest are grouped by flow (FrameBatch)
-// and each group goes to its translator: UDP to TapUdp, ICMP echo to the ICMP
-// translator (tap mode part 1 leaves it out: counted and dropped), TCP to
-// the TCP translator of part 2 (counted and dropped until then); anything
-// else is counted and dropped. Everything the link sends is committed to the
+// and each group goes to its translator: UDP to TapUdp; ICMP echo requests
+// go to TapIcmp (ping sockets) as they come; TCP waits for the translator
+// of tap mode part 2 (counted and dropped until then); anything else, other
+// ICMP included, is counted and dropped. Everything the link sends is committed to the
 // source's send queue, which the loop flushes once per iteration (Flush), so
 // all writes of an iteration go to the kernel in one submission.
 #pragma once
@@ -28,6 +28,7 @@
 #include "fwd/link_services.h"
 #include "fwd/netns.h"
 #include "fwd/packet.h"
+#include "fwd/tap_icmp.h"
 #include "fwd/tap_udp.h"
 #include "uring/frame_source.h"
 #include "uring/ring.h"
@@ -48,9 +49,10 @@ struct TapLinkStats {
   uint64_t dropped = 0;  // every frame not consumed, whatever the reason
   std::array<uint64_t, static_cast<size_t>(DropReason::kCount)> bad{};  // ParseFrame refusals
   uint64_t not_for_us = 0;                                              // unicast to another MAC
-  uint64_t services = 0;  // taken by the link services
-  uint64_t udp = 0;       // frames given to the UDP translator
-  uint64_t icmp_dropped = 0;
+  uint64_t services = 0;      // taken by the link services
+  uint64_t udp = 0;           // frames given to the UDP translator
+  uint64_t icmp_echo = 0;     // echo requests given to the ICMP translator
+  uint64_t icmp_dropped = 0;  // other ICMP from the guest
   uint64_t tcp_dropped = 0;
   uint64_t other_dropped = 0;  // other IP protocols
 };
@@ -94,6 +96,7 @@ class TapLink : public FrameReceiver {
   const FrameSourceStats& source_stats() const { return source_->stats(); }
   const LinkCounters& service_counters() const { return services_->counters(); }
   const TapUdpStats& udp_stats() const { return udp_->stats(); }
+  const TapIcmpStats& icmp_stats() const { return icmp_->stats(); }
   const LinkConfig& config() const { return config_; }
   // One line of counters for the logs.
   std::string Summary() const;
@@ -108,6 +111,7 @@ class TapLink : public FrameReceiver {
   std::unique_ptr<FrameSource> source_;
   std::unique_ptr<LinkServices> services_;
   std::unique_ptr<TapUdp> udp_;
+  std::unique_ptr<TapIcmp> icmp_;
   std::unique_ptr<FrameBatch> batch_;
   int64_t now_ns_ = 0;
   int64_t next_expire_ns_ = 0;

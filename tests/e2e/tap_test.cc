@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <cstring>
+#include <fstream>
 #include <set>
 #include <string>
 #include <thread>
@@ -156,6 +157,53 @@ TEST_F(TapTest, IcmpErrorsReachTheGuestAsConnectionRefused) {
     EXPECT_EQ(err, ECONNREFUSED) << to.ToString() << ": " << std::strerror(err);
   }
   ExpectNoChecksumErrors(*target_);
+}
+
+// An echo request from the guest's kernel (a ping socket there) to `to`;
+// true if the reply came back with the same sequence and data.
+bool Ping(const TempNetns& guest, const std::string& to, uint16_t seq, int timeout_ms = 1000) {
+  bool v6 = to.find(':') != std::string::npos;
+  Fd s;
+  RunInNs(guest, [&] {
+    std::ofstream("/proc/sys/net/ipv4/ping_group_range") << "0 2147483647\n";
+    s.Reset(socket(v6 ? AF_INET6 : AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                   v6 ? int{IPPROTO_ICMPV6} : int{IPPROTO_ICMP}));
+  });
+  if (!s) return false;
+  Addr a = Addr::Of(to, 0);
+  uint8_t req[64] = {};
+  req[0] = v6 ? 128 : 8;
+  req[6] = seq >> 8;
+  req[7] = seq & 0xff;
+  for (int i = 8; i < 64; i++) req[i] = static_cast<uint8_t>(i * 7 + seq);
+  if (sendto(s.get(), req, sizeof(req), 0, a.sa(), a.len) != sizeof(req)) return false;
+  Deadline d = In(timeout_ms * Slowdown());
+  while (WaitReadable(s.get(), d)) {
+    uint8_t rep[128];
+    ssize_t n = recv(s.get(), rep, sizeof(rep), MSG_DONTWAIT);
+    if (n < 0) continue;
+    if (n == sizeof(req) && rep[0] == (v6 ? 129 : 0) && rep[6] == req[6] && rep[7] == req[7] &&
+        std::memcmp(rep + 8, req + 8, sizeof(req) - 8) == 0)
+      return true;
+  }
+  return false;
+}
+
+TEST_F(TapTest, EchoRequestsGoThroughPingSockets) {
+  auto d = StartTap();
+  ASSERT_TRUE(d);
+  for (const char* to : {kOutside4, kOutside6, kGateway4}) {
+    int ok = 0;
+    for (uint16_t seq = 1; seq <= 5; seq++) ok += Ping(*target_, to, seq);
+    EXPECT_GE(ok, 4) << to << ": " << ok << " of 5 echo replies";  // the first may wait for ARP
+  }
+  ExpectNoChecksumErrors(*target_);
+  // Without ping sockets allowed on the host, echo is dropped with a log
+  // line naming the sysctl (never changed by us).
+  RunInNs(*host_, [] { std::ofstream("/proc/sys/net/ipv4/ping_group_range") << "1 0\n"; });
+  EXPECT_FALSE(Ping(*target_, "192.0.2.1", 9, 500));
+  EXPECT_EQ(d->Stop(), 0);
+  EXPECT_NE(d->Log().find("ping_group_range"), std::string::npos) << d->Log();
 }
 
 // Raw frames written into the tap from the guest's side (a packet socket on
