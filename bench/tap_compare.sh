@@ -35,7 +35,7 @@ ip netns exec "$O" "$BIN/udp_rr" server --addr 192.0.2.2 --port 7777 --seconds 6
 ip netns exec "$H" "$BIN/ringfwd" --netns "$G1" --tap --address 198.51.100.2/24 \
   --gateway 198.51.100.1 >/tmp/$P-ringfwd.log 2>&1 & RF=$!; PIDS="$PIDS $RF"
 ip netns exec "$H" pasta --config-net -a 198.51.100.2 -n 24 -g 198.51.100.1 \
-  -t none -u none -T none -U none -f --netns "/run/netns/$G2" >/tmp/$P-pasta.log 2>&1 & PA=$!
+  -t none -u none -T none -U none -f --runas 0 --netns "/run/netns/$G2" >/tmp/$P-pasta.log 2>&1 & PA=$!
 PIDS="$PIDS $PA"
 for i in $(seq 50); do
   ip -n "$G1" -o addr show 2>/dev/null | grep -q 198.51.100.2 &&

@@ -16,7 +16,10 @@ namespace ringfwd {
 namespace {
 
 constexpr uint32_t kNone = UINT32_MAX;
-constexpr int kReadBudget = 64;     // replies per flow per wake
+constexpr int kReadBudget = 64;  // inbound datagrams per listener wake (x4)
+constexpr int kRecvBatch = 16;   // replies per recvmmsg
+constexpr int kReadRounds = 4;   // recvmmsg calls per flow per wake
+constexpr size_t kRecvSlot = 65536;
 constexpr int kErrorBudget = 16;    // queued ICMP errors per wake
 constexpr size_t kQuoteMax = 1232;  // of an errored datagram: enough for either family's quote
 
@@ -29,6 +32,9 @@ bool IsSet(const Addr6& a) { return !a.IsUnspecified6() && !(a.IsV4() && a.V4() 
 struct TapUdp::Scratch {
   mmsghdr msgs[FrameBatch::kMaxFrames];
   iovec iov[FrameBatch::kMaxFrames];
+  mmsghdr rmsgs[kRecvBatch];
+  iovec riov[kRecvBatch];
+  std::unique_ptr<uint8_t[]> rdata{new uint8_t[kRecvBatch * kRecvSlot]};
   uint8_t drain[65536];
   uint8_t err_data[kQuoteMax];
   uint8_t quote[kIpv6HeaderLen + kUdpHeaderLen + kQuoteMax];
@@ -226,45 +232,51 @@ void TapUdp::RunReady(int64_t now_ns) {
 
 bool TapUdp::ReadReplies(uint32_t index, int64_t now_ns) {
   Flow& f = flows_[index];
+  Scratch& s = *scratch_;
   bool v4 = f.key.guest.IsV4();
   size_t hdr = v4 ? kUdp4FrameHeadersLen : kUdp6FrameHeadersLen;
+  // The largest datagram one frame of the link can carry.
+  size_t room = std::min(kRecvSlot, max_frame_ > hdr ? max_frame_ - hdr : 0);
   FrameAddrs a;
   a.src_mac = config_.our_mac;
   a.dst_mac = state_.guest_mac;
   a.src = f.key.dst;
   a.dst = f.key.guest;
-  for (int i = 0; i < kReadBudget; i++) {
-    std::span<uint8_t> buf = sink_->Reserve(max_frame_);
-    if (buf.size() <= hdr) {
-      // The link's send queue is full: the datagram is lost, as on a
-      // congested link, but the socket is drained so its poll wakes again.
-      ssize_t n = recv(f.sock.get(), scratch_->drain, sizeof(scratch_->drain), MSG_DONTWAIT);
-      if (n < 0) return false;
-      stats_.dropped++;
-      continue;
+  for (int round = 0; round < kReadRounds; round++) {
+    for (int i = 0; i < kRecvBatch; i++) {
+      s.riov[i] = iovec{s.rdata.get() + i * kRecvSlot, room};
+      s.rmsgs[i].msg_hdr = msghdr{};
+      s.rmsgs[i].msg_hdr.msg_iov = &s.riov[i];
+      s.rmsgs[i].msg_hdr.msg_iovlen = 1;
     }
-    ssize_t n = recv(f.sock.get(), buf.data() + hdr, buf.size() - hdr, MSG_DONTWAIT | MSG_TRUNC);
+    // One call takes what is queued: fewer than a batch means the socket
+    // was empty, and the next datagram wakes the poll again.
+    int n = recvmmsg(f.sock.get(), s.rmsgs, kRecvBatch, MSG_DONTWAIT, nullptr);
     if (n < 0) {
-      sink_->Commit(0);
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return false;
       if (errno == EINTR || errno == ECONNREFUSED || errno == EHOSTUNREACH || errno == ENETUNREACH)
         continue;  // a pending error, relayed from the error queue
       return false;
     }
-    if (static_cast<size_t>(n) > buf.size() - hdr) {
-      sink_->Commit(0);
-      stats_.dropped++;  // larger than the link's MTU: no fragments here
-      continue;
+    for (int i = 0; i < n; i++) {
+      size_t len = s.rmsgs[i].msg_len;
+      std::span<uint8_t> buf;
+      if (!(s.rmsgs[i].msg_hdr.msg_flags & MSG_TRUNC)) buf = sink_->Reserve(hdr + len);
+      if (buf.empty()) {
+        stats_.dropped++;  // larger than the link's MTU, or the link's queue is full
+        continue;
+      }
+      std::memcpy(buf.data() + hdr, s.riov[i].iov_base, len);
+      size_t flen = FinishUdpFrame(buf, a, f.key.dport, f.key.gport, len);
+      sink_->Commit(flen);
+      if (!flen) {
+        stats_.dropped++;
+        continue;
+      }
+      stats_.datagrams_in++;
+      f.replied = true;
     }
-    size_t len = FinishUdpFrame(buf, a, f.key.dport, f.key.gport, n);
-    sink_->Commit(len);
-    if (!len) {
-      stats_.dropped++;
-      continue;
-    }
-    stats_.datagrams_in++;
-    f.replied = true;
-    Touch(index, now_ns);
+    if (n > 0) Touch(index, now_ns);
+    if (n < kRecvBatch) return false;
   }
   return true;
 }

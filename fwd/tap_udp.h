@@ -10,14 +10,14 @@
 // frames of one flow come as a group (FrameBatch) and leave in one sendmmsg.
 // The socket has a multishot POLLIN whose user_data carries the flow's slot
 // and generation (kind kTapUdp), so a reply maps to its flow without a
-// lookup; replies are received straight into a frame buffer of the sink,
-// behind the room for the headers, and the headers written around them
-// (source: the address the guest wrote to). IP_RECVERR/IPV6_RECVERR queue
-// the ICMP errors the host gets for the flow; each becomes an ICMP error to
-// the guest quoting the datagram it answers. A flow expires after 30 s idle,
-// or 120 s once traffic went both ways; when the table is full the least
-// recently used flow is evicted. Slots are preallocated, with generations;
-// nothing is allocated per datagram.
+// lookup; replies are received in batches (recvmmsg: one call when the
+// socket holds fewer than a batch) and each copied into a frame buffer of
+// the sink behind the headers (source: the address the guest wrote to).
+// IP_RECVERR/IPV6_RECVERR queue the ICMP errors the host gets for the flow;
+// each becomes an ICMP error to the guest quoting the datagram it answers. A
+// flow expires after 30 s idle, or 120 s once traffic went both ways; when
+// the table is full the least recently used flow is evicted. Slots are
+// preallocated, with generations; nothing is allocated per datagram.
 #pragma once
 
 #include <liburing.h>
