@@ -6,6 +6,7 @@
 #include <linux/if_packet.h>
 #include <net/ethernet.h>
 #include <net/if.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -60,6 +61,16 @@ TEST_F(TapTest, ConfiguresTheTapInTheGuest) {
   EXPECT_NE(r6.find("dev out0"), std::string::npos) << r6;
   std::string lo = Ip(*target_, {"-o", "link", "show", "lo"});
   EXPECT_NE(lo.find("UP"), std::string::npos) << lo;
+  // The guest's router solicitation (sent as the link came up) or our first
+  // unsolicited advertisement reaches its kernel.
+  long ras = 0;
+  for (Deadline dl = In(5000 * Slowdown()); ras == 0 && MsLeft(dl) > 0;) {
+    CmdResult n = RunCmd(
+        {"ip", "netns", "exec", target_->name(), "nstat", "-asz", "Icmp6InRouterAdvertisements"});
+    std::sscanf(n.output.c_str(), "%*[^\n]\nIcmp6InRouterAdvertisements %ld", &ras);
+    if (ras == 0) poll(nullptr, 0, 100);  // polled, bounded by the deadline
+  }
+  EXPECT_GT(ras, 0) << "no router advertisement reached the guest";
   // Our process stays in the host namespace: no tap there.
   EXPECT_EQ(Ip(*host_, {"-o", "link", "show"}).find("out0:"),
             Ip(*host_, {"-o", "link", "show"}).find("out0:"));
