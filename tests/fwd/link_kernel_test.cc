@@ -10,12 +10,16 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <sched.h>
+#include <spawn.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -300,6 +304,62 @@ TEST(LinkKernel, AGuestKernelGetsArpNdpAndRouterAdvertisementAnswersAndAcceptsOu
     return "";
   });
   if (!skip.empty()) GTEST_SKIP() << skip;
+}
+
+// A real DHCP client (busybox udhcpc, when installed) on the guest's side
+// gets the lease and every option from LinkServices.
+TEST(LinkKernel, BusyboxUdhcpcGetsTheLeaseAndOptions) {
+  const char* busybox = "/usr/bin/busybox";
+  if (access(busybox, X_OK) != 0) GTEST_SKIP() << "busybox (udhcpc) is not installed";
+  std::string dir = ::testing::TempDir();
+  std::string out = dir + "udhcpc_env";
+  std::string script = dir + "udhcpc_script.sh";
+  std::remove((out + ".bound").c_str());
+  {
+    std::ofstream s(script);
+    s << "#!/bin/sh\nenv > " << out << ".$1\n";
+  }
+  ASSERT_EQ(chmod(script.c_str(), 0755), 0);
+  int status = -1;
+  std::string skip = InFreshNetns([&]() -> std::string {
+    KernelGuest g;
+    std::string why = g.Setup();
+    if (!why.empty()) return why;
+    const char* argv[] = {busybox,        "udhcpc", "-f",     "-q", "-n",  "-i",
+                          kTap,           "-t",     "5",      "-T", "1",   "-s",
+                          script.c_str(), "-O",     "search", "-O", "mtu", nullptr};
+    pid_t pid;
+    EXPECT_EQ(posix_spawn(&pid, busybox, nullptr, nullptr, const_cast<char**>(argv), environ), 0);
+    bool exited = false;
+    g.Pump(10000, [&] {
+      exited = waitpid(pid, &status, WNOHANG) == pid;
+      return exited;
+    });
+    if (!exited) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+    }
+    EXPECT_TRUE(exited) << "udhcpc did not finish in 10 s";
+    EXPECT_GE(g.services_.counters().dhcp_offers, 1u);
+    EXPECT_GE(g.services_.counters().dhcp_acks, 1u);
+    return "";
+  });
+  if (!skip.empty()) GTEST_SKIP() << skip;
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "udhcpc status " << status;
+  std::map<std::string, std::string> env;
+  std::istringstream in(ReadText(out + ".bound"));
+  for (std::string line; std::getline(in, line);) {
+    size_t eq = line.find('=');
+    if (eq != std::string::npos) env[line.substr(0, eq)] = line.substr(eq + 1);
+  }
+  EXPECT_EQ(env["ip"], "192.0.2.10");
+  EXPECT_EQ(env["subnet"], "255.255.255.0");
+  EXPECT_EQ(env["router"], "192.0.2.1");
+  EXPECT_EQ(env["serverid"], "192.0.2.1");
+  EXPECT_EQ(env["dns"], "198.51.100.53");
+  EXPECT_EQ(env["mtu"], "65520");
+  EXPECT_EQ(env["lease"], "3600");
+  EXPECT_EQ(env["search"], "example.org lab.example.net");
 }
 
 }  // namespace
