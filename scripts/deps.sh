@@ -4,7 +4,7 @@
 set -euo pipefail
 pkgs=(cmake ninja-build g++ clang libclang-rt-14-dev pkg-config liburing-dev libabsl-dev
       libgtest-dev libgmock-dev libbenchmark-dev iproute2 procps util-linux python3
-      busybox)  # busybox: udhcpc, the real DHCP client of tests/fwd/link_kernel_test
+      busybox isc-dhcp-client)  # udhcpc, dhclient -6: real DHCP clients of tests/fwd/link_kernel_test
 if [[ "${1:-}" == "--bench" ]]; then
   pkgs+=(passt haproxy iperf3 gnuplot-nox)
 fi
