@@ -17,9 +17,8 @@ namespace {
 constexpr size_t kBootpFixedLen = 236;
 constexpr size_t kOptionsOff = kBootpFixedLen + 4;  // after the magic cookie
 constexpr uint32_t kMagicCookie = 0x63825363;
-constexpr size_t kMinBootpLen = 300;  // the BOOTP minimum, as clients expect
-constexpr size_t kMaxReplyLen = 1200;
-constexpr size_t kMaxSearchLen = kMaxReplyLen - 400;
+constexpr size_t kMinBootpLen = 300;   // the BOOTP minimum, as clients expect
+constexpr size_t kMaxSearchLen = 800;  // longer search lists are not sent
 constexpr size_t kMaxDns = 8;
 constexpr uint16_t kFlagBroadcast = 0x8000;
 
@@ -124,59 +123,63 @@ void HandleDhcp(Ctx& c, const FrameView& v, std::span<const uint8_t> frame) {
       return;
   }
 
+  bool nak = reply_type == kNak;
   size_t search_len = EncodeDomainNames(cfg.search, {});
   if (search_len > kMaxSearchLen) search_len = 0;
-  std::span<uint8_t> buf = Reserve(c, kUdp4FrameHeadersLen + kMaxReplyLen);
+  size_t n_dns = std::min(cfg.dns4.size(), kMaxDns);
+  bool mtu = cfg.mtu >= 68;
+  // The exact size, so the reservation fits links with a small MTU.
+  size_t opts_len = 3 + 6 + 1;  // type, server id, end
+  if (!nak) {
+    opts_len += (r.type != kInform ? 6 : 0) + 6 + 6 + (n_dns ? 2 + 4 * n_dns : 0) + (mtu ? 4 : 0) +
+                search_len + 2 * ((search_len + 254) / 255);
+  }
+  size_t len = std::max(kOptionsOff + opts_len, kMinBootpLen);
+  std::span<uint8_t> buf = Reserve(c, kUdp4FrameHeadersLen + len);
   if (buf.empty()) return;
   uint8_t* m = buf.data() + kUdp4FrameHeadersLen;
-  std::memset(m, 0, kMaxReplyLen);
+  std::memset(m, 0, len);
   m[0] = 2;  // BOOTREPLY
   m[1] = 1;
   m[2] = 6;
-  std::memcpy(m + 4, msg.data() + 4, 4);                                       // xid
-  std::memcpy(m + 10, msg.data() + 10, 2);                                     // flags
-  std::memcpy(m + 12, msg.data() + 12, 4);                                     // ciaddr
-  if (reply_type != kNak && r.type != kInform) std::memcpy(m + 16, lease, 4);  // yiaddr
-  std::memcpy(m + 24, msg.data() + 24, 4 + 16);                                // giaddr, chaddr
+  std::memcpy(m + 4, msg.data() + 4, 4);                         // xid
+  std::memcpy(m + 10, msg.data() + 10, 2);                       // flags
+  std::memcpy(m + 12, msg.data() + 12, 4);                       // ciaddr
+  if (!nak && r.type != kInform) std::memcpy(m + 16, lease, 4);  // yiaddr
+  std::memcpy(m + 24, msg.data() + 24, 4 + 16);                  // giaddr, chaddr
   Store32(m + kBootpFixedLen, kMagicCookie);
   uint8_t* o = m + kOptionsOff;
   o = PutOption(o, 53, &reply_type, 1);
   o = PutOption(o, 54, ours, 4);
-  if (reply_type != kNak) {
+  if (!nak) {
     if (r.type != kInform) o = PutOption32(o, 51, cfg.lease_time_s);
     uint32_t mask = cfg.prefix4 == 0 ? 0 : ~uint32_t{0} << (32 - std::min<int>(cfg.prefix4, 32));
     o = PutOption32(o, 1, mask);
     o = PutOption(o, 3, ours, 4);
-    size_t n_dns = std::min(cfg.dns4.size(), kMaxDns);
     if (n_dns) {
       o[0] = 6;
       o[1] = static_cast<uint8_t>(4 * n_dns);
       for (size_t i = 0; i < n_dns; i++) std::memcpy(o + 2 + 4 * i, &cfg.dns4[i], 4);
       o += 2 + 4 * n_dns;
     }
-    if (cfg.mtu >= 68) {
-      uint8_t mtu[2];
-      Store16(mtu, static_cast<uint16_t>(std::min<uint32_t>(cfg.mtu, 65535)));
-      o = PutOption(o, 26, mtu, 2);
+    if (mtu) {
+      uint8_t v[2];
+      Store16(v, static_cast<uint16_t>(std::min<uint32_t>(cfg.mtu, 65535)));
+      o = PutOption(o, 26, v, 2);
     }
     if (search_len) {
-      // Encoded once into the tail of the buffer, then cut into options of at
-      // most 255 bytes that the client concatenates (RFC 3396).
-      uint8_t* names = m + kMaxReplyLen - search_len;
+      // Encoded once, then cut into options of at most 255 bytes that the
+      // client concatenates (RFC 3396).
+      uint8_t names[kMaxSearchLen];
       EncodeDomainNames(cfg.search, std::span<uint8_t>(names, search_len));
       for (size_t done = 0; done < search_len;) {
         size_t n = std::min<size_t>(255, search_len - done);
-        o[0] = 119;
-        o[1] = static_cast<uint8_t>(n);
-        std::memmove(o + 2, names + done, n);
-        o += 2 + n;
+        o = PutOption(o, 119, names + done, n);
         done += n;
       }
-      std::memset(o, 0, m + kMaxReplyLen - o);
     }
   }
   *o++ = 255;
-  size_t len = std::max<size_t>(o - m, kMinBootpLen);
 
   // NAKs and replies the client asked to be broadcast go to everyone; a
   // renewing client (ciaddr set) gets it at its address; else unicast to the
@@ -184,7 +187,7 @@ void HandleDhcp(Ctx& c, const FrameView& v, std::span<const uint8_t> frame) {
   FrameAddrs a{cfg.our_mac, kBroadcastMac, Addr6::FromV4(ntohl(cfg.gw4.s_addr)),
                Addr6::FromV4(0xffffffff)};
   uint32_t ciaddr = Load32(msg.data() + 12);
-  bool broadcast = reply_type == kNak || (Load16(msg.data() + 10) & kFlagBroadcast);
+  bool broadcast = nak || (Load16(msg.data() + 10) & kFlagBroadcast);
   if (!broadcast) {
     std::memcpy(a.dst_mac.data(), msg.data() + 28, 6);
     a.dst = ciaddr ? Addr6::FromV4(ciaddr) : Addr6::FromV4(ntohl(cfg.addr4.s_addr));

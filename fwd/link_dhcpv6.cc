@@ -39,7 +39,6 @@ enum OptionCode : uint16_t {
 };
 
 constexpr size_t kMaxDuidOptLen = 130;  // a DUID is at most 128 bytes + type
-constexpr size_t kMaxReplyLen = 1400;
 constexpr size_t kMaxDomainsLen = 1000;
 constexpr size_t kMaxDns = 8;
 constexpr size_t kServerIdLen = 10;  // DUID-LL: type 3, hardware type 1, MAC
@@ -159,7 +158,14 @@ void HandleDhcpv6(Ctx& c, const FrameView& v, std::span<const uint8_t> frame) {
   {
     size_t domains_len = EncodeDomainNames(cfg.search, {});
     if (domains_len > kMaxDomainsLen) domains_len = 0;
-    std::span<uint8_t> buf = Reserve(c, kUdp6FrameHeadersLen + kMaxReplyLen);
+    size_t n_dns = std::min(cfg.dns6.size(), kMaxDns);
+    bool ia = give_address && q.has_ia_na;
+    bool rapid = q.type == kSolicit && q.rapid_commit;
+    // The exact size, so the reservation fits links with a small MTU.
+    size_t len = 4 + 4 + kServerIdLen + (q.client_id.empty() ? 0 : 4 + q.client_id.size()) +
+                 (ia ? 4 + 12 + 4 + 24 : 0) + (rapid ? 4 : 0) + (confirm ? 4 + 2 : 0) +
+                 (n_dns ? 4 + 16 * n_dns : 0) + (domains_len ? 4 + domains_len : 0);
+    std::span<uint8_t> buf = Reserve(c, kUdp6FrameHeadersLen + len);
     if (buf.empty()) return;
     uint8_t* m = buf.data() + kUdp6FrameHeadersLen;
     uint8_t* o = m;
@@ -175,7 +181,7 @@ void HandleDhcpv6(Ctx& c, const FrameView& v, std::span<const uint8_t> frame) {
       o += q.client_id.size();
     }
     Addr6 addr = Addr6::FromIn6(cfg.addr6);
-    if (give_address && q.has_ia_na) {
+    if (ia) {
       o = PutOptionHeader(o, kOptIaNa, 12 + 4 + 24);
       std::memcpy(o, q.ia_na.data(), 4);  // IAID
       Store32(o + 4, cfg.lease_time_s / 2);
@@ -186,14 +192,13 @@ void HandleDhcpv6(Ctx& c, const FrameView& v, std::span<const uint8_t> frame) {
       Store32(o + 20, cfg.lease_time_s);  // valid
       o += 24;
     }
-    if (q.type == kSolicit && q.rapid_commit) o = PutOptionHeader(o, kOptRapidCommit, 0);
+    if (rapid) o = PutOptionHeader(o, kOptRapidCommit, 0);
     if (confirm) {
       bool on_link = !q.has_ia_na || IaAddressesAre(q.ia_na, addr);
       o = PutOptionHeader(o, kOptStatusCode, 2);
       Store16(o, on_link ? 0 : 4);  // Success or NotOnLink
       o += 2;
     }
-    size_t n_dns = std::min(cfg.dns6.size(), kMaxDns);
     if (n_dns) {
       o = PutOptionHeader(o, kOptDnsServers, 16 * n_dns);
       for (size_t i = 0; i < n_dns; i++) std::memcpy(o + 16 * i, &cfg.dns6[i], 16);

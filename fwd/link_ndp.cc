@@ -103,6 +103,12 @@ void SendRouterAdvert(Ctx& c, const MacAddr& dst_mac, const Addr6& dst) {
   size_t ra_len = 16 + 8 /* source link-layer */ + (mtu ? 8 : 0) + 32 /* prefix */ +
                   (n_dns ? 8 + 16 * n_dns : 0) + dnssl_len;
   size_t frame_len = kEthHeaderLen + kIpv6HeaderLen + ra_len;
+  if (dnssl_len && frame_len > kEthHeaderLen + std::max<uint32_t>(cfg.mtu, 1280)) {
+    // A search list too long for the link's MTU: the RA goes without it.
+    ra_len -= dnssl_len;
+    frame_len -= dnssl_len;
+    dnssl_len = 0;
+  }
   std::span<uint8_t> buf = Reserve(c, frame_len);
   if (buf.empty()) return;
   FrameAddrs a{cfg.our_mac, dst_mac, Addr6::FromIn6(cfg.gw6), dst, kNdpHopLimit};

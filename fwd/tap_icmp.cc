@@ -168,8 +168,9 @@ void TapIcmp::HandleCompletion(const io_uring_cqe& cqe, UserData ud, int64_t now
   if (cqe.res < 0) return;
   bool v4 = f.key.dst.IsV4();
   size_t l4_off = kEthHeaderLen + (v4 ? kIpv4HeaderLen : kIpv6HeaderLen);
-  size_t max_frame =
-      std::min<size_t>(kEthHeaderLen + std::max<uint32_t>(config_.mtu, 1280), kMaxFrameLen);
+  // As much as the link carries (the frame sources reserve up to MTU + 14).
+  size_t max_frame = std::min<size_t>(kEthHeaderLen + config_.mtu, kMaxFrameLen);
+  if (max_frame < l4_off + kIcmpHeaderLen) return;  // an MTU no echo fits in
   for (int i = 0; i < kMaxRepliesPerWake; i++) {
     std::span<uint8_t> buf = out.Reserve(max_frame);
     if (buf.size() < max_frame) {

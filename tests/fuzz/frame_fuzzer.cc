@@ -24,7 +24,7 @@ class CheckingSink : public FrameSink {
     return std::span<uint8_t>(buf_);
   }
   void Commit(size_t len) override {
-    Check(len <= buf_.size(), "commit within the reservation");
+    Check(len == 0 || len == buf_.size(), "link services reserve exactly what they send");
     if (len == 0) return;
     std::span<const uint8_t> f(buf_.data(), len);
     FrameView v = ParseFrame(f);

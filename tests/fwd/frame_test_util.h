@@ -24,16 +24,19 @@ using Bytes = std::vector<uint8_t>;
 class VecSink : public FrameSink {
  public:
   std::span<uint8_t> Reserve(size_t max_len) override {
-    if (refuse) return {};
-    buf_.assign(max_len, 0xa5);  // garbage, so unwritten bytes show
+    if (refuse || max_len > max_frame) return {};
+    buf_.assign(max_len, 0xa5);  // garbage, so unwritten bytes show; ASan sees overruns
     return std::span<uint8_t>(buf_);
   }
   void Commit(size_t len) override {
     EXPECT_LE(len, buf_.size());
     if (len) frames.emplace_back(buf_.begin(), buf_.begin() + len);
+    if (len) reserved.push_back(buf_.size());
   }
   std::vector<Bytes> frames;
+  std::vector<size_t> reserved;  // the reservation of each committed frame
   bool refuse = false;
+  size_t max_frame = SIZE_MAX;  // larger reservations are refused (a link's MTU + 14)
 
  private:
   Bytes buf_;

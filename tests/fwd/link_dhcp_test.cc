@@ -265,6 +265,23 @@ TEST_F(LinkDhcpTest, EveryTruncatedMessageIsHandledSafely) {
   }
 }
 
+// The answers reserve exactly their size, so they fit a link with a small
+// MTU (576, the IPv4 minimum).
+TEST_F(LinkDhcpTest, RepliesFitASmallMtuLink) {
+  config_.mtu = 576;
+  sink_.max_frame = 576 + 14;
+  ASSERT_TRUE(Offer(DhcpFrame(Finish(Discover()))));
+  ASSERT_TRUE(Offer(DhcpFrame(Request(kLease, kGateway))));
+  ASSERT_TRUE(Offer(DhcpFrame(Request({192, 0, 2, 99}, kGateway))));
+  ASSERT_EQ(sink_.frames.size(), 3u);
+  for (size_t i = 0; i < 3; i++) {
+    EXPECT_EQ(sink_.frames[i].size(), sink_.reserved[i]);
+    ParseReply(sink_.frames[i]);
+  }
+  EXPECT_EQ(Opt(ParseReply(sink_.frames[0]), 26), (Bytes{0x02, 0x40}));
+  EXPECT_EQ(services_.counters().sink_full, 0u);
+}
+
 TEST_F(LinkDhcpTest, NoIpv4NoAnswer) {
   config_.has_v4 = false;
   EXPECT_TRUE(Offer(DhcpFrame(Finish(Discover()))));

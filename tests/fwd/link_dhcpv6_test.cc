@@ -220,6 +220,29 @@ TEST_F(LinkDhcpv6Test, UnicastToOurAddressIsServedOtherDestinationsAreNot) {
   EXPECT_TRUE(sink_.frames.empty());
 }
 
+// The answers reserve exactly their size, so they fit a link with the
+// IPv6 minimum MTU.
+TEST_F(LinkDhcpv6Test, RepliesFitAMinimumMtuLink) {
+  config_.mtu = 1280;
+  sink_.max_frame = 1280 + 14;
+  config_.search.clear();
+  for (int i = 0; i < 20; i++)
+    config_.search.push_back("host" + std::to_string(i) + ".example.org");
+  ASSERT_TRUE(Offer(Dhcpv6Frame(Solicit())));
+  ASSERT_TRUE(Offer(Dhcpv6Frame(With(Solicit(), 1, {0x00, 0x0e, 0x00, 0x00}))));
+  ASSERT_TRUE(Offer(Dhcpv6Frame(With(Solicit(), 3, ServerIdOption(kServerId)))));
+  Bytes info = Solicit();
+  info.erase(info.begin() + 28, info.begin() + 44);
+  ASSERT_TRUE(Offer(Dhcpv6Frame(With(info, 11))));
+  ASSERT_EQ(sink_.frames.size(), 4u);
+  for (size_t i = 0; i < 4; i++) {
+    EXPECT_EQ(sink_.frames[i].size(), sink_.reserved[i]);
+    Reply r = ParseReply(sink_.frames[i]);
+    EXPECT_EQ(r.opts.count(24), 1u);
+  }
+  EXPECT_EQ(services_.counters().sink_full, 0u);
+}
+
 TEST_F(LinkDhcpv6Test, MalformedAndTruncatedMessagesAreHandledSafely) {
   Bytes csum = Dhcpv6Frame(Solicit());
   csum[70] ^= 1;

@@ -10,12 +10,16 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <sched.h>
+#include <spawn.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -300,6 +304,130 @@ TEST(LinkKernel, AGuestKernelGetsArpNdpAndRouterAdvertisementAnswersAndAcceptsOu
     return "";
   });
   if (!skip.empty()) GTEST_SKIP() << skip;
+}
+
+// A real DHCP client (busybox udhcpc, when installed) on the guest's side
+// gets the lease and every option from LinkServices.
+TEST(LinkKernel, BusyboxUdhcpcGetsTheLeaseAndOptions) {
+  const char* busybox = "/usr/bin/busybox";
+  if (access(busybox, X_OK) != 0) GTEST_SKIP() << "busybox (udhcpc) is not installed";
+  std::string dir = ::testing::TempDir();
+  std::string out = dir + "udhcpc_env";
+  std::string script = dir + "udhcpc_script.sh";
+  std::remove((out + ".bound").c_str());
+  {
+    std::ofstream s(script);
+    s << "#!/bin/sh\nenv > " << out << ".$1\n";
+  }
+  ASSERT_EQ(chmod(script.c_str(), 0755), 0);
+  int status = -1;
+  std::string skip = InFreshNetns([&]() -> std::string {
+    KernelGuest g;
+    std::string why = g.Setup();
+    if (!why.empty()) return why;
+    const char* argv[] = {busybox,        "udhcpc", "-f",     "-q", "-n",  "-i",
+                          kTap,           "-t",     "5",      "-T", "1",   "-s",
+                          script.c_str(), "-O",     "search", "-O", "mtu", nullptr};
+    pid_t pid;
+    EXPECT_EQ(posix_spawn(&pid, busybox, nullptr, nullptr, const_cast<char**>(argv), environ), 0);
+    bool exited = false;
+    g.Pump(10000, [&] {
+      exited = waitpid(pid, &status, WNOHANG) == pid;
+      return exited;
+    });
+    if (!exited) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+    }
+    EXPECT_TRUE(exited) << "udhcpc did not finish in 10 s";
+    EXPECT_GE(g.services_.counters().dhcp_offers, 1u);
+    EXPECT_GE(g.services_.counters().dhcp_acks, 1u);
+    return "";
+  });
+  if (!skip.empty()) GTEST_SKIP() << skip;
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "udhcpc status " << status;
+  std::map<std::string, std::string> env;
+  std::istringstream in(ReadText(out + ".bound"));
+  for (std::string line; std::getline(in, line);) {
+    size_t eq = line.find('=');
+    if (eq != std::string::npos) env[line.substr(0, eq)] = line.substr(eq + 1);
+  }
+  EXPECT_EQ(env["ip"], "192.0.2.10");
+  EXPECT_EQ(env["subnet"], "255.255.255.0");
+  EXPECT_EQ(env["router"], "192.0.2.1");
+  EXPECT_EQ(env["serverid"], "192.0.2.1");
+  EXPECT_EQ(env["dns"], "198.51.100.53");
+  EXPECT_EQ(env["mtu"], "65520");
+  EXPECT_EQ(env["lease"], "3600");
+  EXPECT_EQ(env["search"], "example.org lab.example.net");
+}
+
+// A real DHCPv6 client (ISC dhclient -6, when installed) gets the guest's
+// address, resolvers and search list: SOLICIT, ADVERTISE, REQUEST, REPLY.
+TEST(LinkKernel, DhclientGetsTheIpv6AddressAndResolvers) {
+  const char* dhclient = "/sbin/dhclient";
+  if (access(dhclient, X_OK) != 0) GTEST_SKIP() << "dhclient (isc-dhcp-client) is not installed";
+  std::string dir = ::testing::TempDir();
+  std::string out = dir + "dhclient6_env";
+  std::string script = dir + "dhclient6_script.sh";
+  std::string leases = dir + "dhclient6.leases";
+  std::string pidfile = dir + "dhclient6.pid";
+  std::remove((out + ".BOUND6").c_str());
+  std::remove(leases.c_str());
+  {
+    std::ofstream s(script);
+    s << "#!/bin/sh\nenv > " << out << ".$reason\n";
+  }
+  ASSERT_EQ(chmod(script.c_str(), 0755), 0);
+  int status = -1;
+  std::string skip = InFreshNetns([&]() -> std::string {
+    KernelGuest g;
+    std::string why = g.Setup();
+    if (!why.empty()) return why;
+    // dhclient binds to the link-local address: wait until it is usable.
+    g.Pump(3000, [] { return AddrReady("fe80000000000000505400fffe123456"); });
+    EXPECT_TRUE(AddrReady("fe80000000000000505400fffe123456"));
+    // In the foreground (-d), one try (-1); bound once the script ran with
+    // BOUND6, then stopped by us.
+    const char* argv[] = {dhclient, "-6",           "-d",  "-1",
+                          "-lf",    leases.c_str(), "-pf", pidfile.c_str(),
+                          "-sf",    script.c_str(), kTap,  nullptr};
+    pid_t pid;
+    EXPECT_EQ(posix_spawn(&pid, dhclient, nullptr, nullptr, const_cast<char**>(argv), environ), 0);
+    bool exited = false;
+    auto bound = [&] { return access((out + ".BOUND6").c_str(), R_OK) == 0; };
+    g.Pump(15000, [&] {
+      exited = waitpid(pid, &status, WNOHANG) == pid;
+      return exited || bound();
+    });
+    EXPECT_FALSE(exited) << "dhclient gave up, status " << status;
+    EXPECT_TRUE(bound()) << "dhclient did not get a lease in 15 s";
+    if (!exited) {
+      kill(pid, SIGTERM);
+      g.Pump(3000, [&] { return waitpid(pid, &status, WNOHANG) == pid; });
+      if (kill(pid, 0) == 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+      }
+    }
+    EXPECT_GE(g.services_.counters().dhcpv6_advertise, 1u);
+    EXPECT_GE(g.services_.counters().dhcpv6_replies, 1u);
+    return "";
+  });
+  if (!skip.empty()) GTEST_SKIP() << skip;
+  std::map<std::string, std::string> env;
+  std::istringstream in(ReadText(out + ".BOUND6"));
+  for (std::string line; std::getline(in, line);) {
+    size_t eq = line.find('=');
+    if (eq != std::string::npos) env[line.substr(0, eq)] = line.substr(eq + 1);
+  }
+  EXPECT_EQ(env["new_ip6_address"], "2001:db8:1::10");
+  EXPECT_EQ(env["new_max_life"], "3600");
+  EXPECT_EQ(env["new_preferred_life"], "3600");
+  EXPECT_EQ(env["new_dhcp6_name_servers"], "2001:db8:53::1");
+  EXPECT_NE(env["new_dhcp6_domain_search"].find("example.org"), std::string::npos);
+  EXPECT_NE(env["new_dhcp6_domain_search"].find("lab.example.net"), std::string::npos);
+  EXPECT_EQ(env["new_dhcp6_server_id"], "0:3:0:1:2:52:46:57:44:1");
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 #include <netinet/in.h>
 
 #include <map>
+#include <string>
 
 #include "fwd/link_services.h"
 #include "gtest/gtest.h"
@@ -245,6 +246,25 @@ TEST_F(LinkNdpTest, NoDnsOptionsWhenThereAreNoResolversOrSearchList) {
   EXPECT_EQ(opts.count(25), 0u);
   EXPECT_EQ(opts.count(31), 0u);
   EXPECT_EQ(opts.count(3), 1u);
+}
+
+TEST_F(LinkNdpTest, AdvertisementFitsAMinimumMtuLinkWithoutAnOversizedSearchList) {
+  config_.mtu = 1280;
+  sink_.max_frame = 1280 + 14;
+  ASSERT_TRUE(Offer(RouterSolicit()));
+  ASSERT_EQ(sink_.frames.size(), 1u);
+  EXPECT_EQ(RaOptions(sink_.frames[0]).count(31), 1u);  // a short list fits
+  config_.search.clear();
+  for (int i = 0; i < 60; i++)
+    config_.search.push_back("host" + std::to_string(i) + ".example.org");
+  ASSERT_TRUE(Offer(RouterSolicit()));
+  ASSERT_EQ(sink_.frames.size(), 2u);
+  ExpectChecksumsValid(sink_.frames[1], "RA");
+  auto opts = RaOptions(sink_.frames[1]);
+  EXPECT_EQ(opts.count(31), 0u) << "no DNSSL rather than no RA";
+  EXPECT_EQ(opts.count(3), 1u);
+  EXPECT_EQ(opts.count(25), 1u);
+  EXPECT_EQ(services_.counters().sink_full, 0u);
 }
 
 }  // namespace
