@@ -109,6 +109,7 @@ void TapLink::Process(int64_t now_ns) {
   now_ns_ = now_ns;
   source_->DeliverReceived();
   if (udp_->HasReady()) udp_->RunReady(now_ns);
+  if (udp_->HasBlocked()) udp_->RunBlocked(now_ns);
 }
 
 void TapLink::Tick(int64_t now_ns) {

@@ -62,6 +62,7 @@ TapUdp::TapUdp(Ring* ring, const LinkConfig& config, const LinkState& state, Soc
   map_.reserve(opts.max_flows);
   ready_.reserve(opts.max_flows);
   ready_next_.reserve(opts.max_flows);
+  blocked_.reserve(opts.max_flows);
 }
 
 TapUdp::~TapUdp() = default;  // sockets close with their Fds; the ring may be gone
@@ -148,7 +149,6 @@ uint32_t TapUdp::Claim(const Key& key, int64_t now_ns) {
   Flow& f = flows_[idx];
   f.used = true;
   f.replied = false;
-  f.queued = false;
   f.inbound = false;
   f.has_local = false;
   f.key = key;
@@ -209,10 +209,29 @@ void TapUdp::HandleCompletion(const io_uring_cqe& cqe, UserData ud, int64_t now_
   }
   if (cqe.res < 0) return;
   if (cqe.res & POLLERR) ReadErrors(ud.index);
-  if (ReadReplies(ud.index, now_ns) && !f.queued) {
+  Requeue(ud.index, ReadReplies(ud.index, now_ns));
+}
+
+void TapUdp::Requeue(uint32_t index, ReadResult r) {
+  Flow& f = flows_[index];
+  if (r == ReadResult::kMore && !f.queued) {
     f.queued = true;
-    ready_.push_back(ud.index);
+    ready_.push_back(index);
+  } else if (r == ReadResult::kBlocked && !f.blocked) {
+    f.blocked = true;
+    blocked_.push_back(index);
   }
+}
+
+void TapUdp::RunBlocked(int64_t now_ns) {
+  ready_next_.swap(blocked_);
+  blocked_.clear();
+  for (uint32_t idx : ready_next_) {
+    Flow& f = flows_[idx];
+    f.blocked = false;
+    if (f.used && !f.inbound) Requeue(idx, ReadReplies(idx, now_ns));
+  }
+  ready_next_.clear();
 }
 
 void TapUdp::RunReady(int64_t now_ns) {
@@ -221,16 +240,12 @@ void TapUdp::RunReady(int64_t now_ns) {
   for (uint32_t idx : ready_next_) {
     Flow& f = flows_[idx];
     f.queued = false;
-    if (!f.used) continue;
-    if (ReadReplies(idx, now_ns)) {
-      f.queued = true;
-      ready_.push_back(idx);
-    }
+    if (f.used && !f.inbound) Requeue(idx, ReadReplies(idx, now_ns));
   }
   ready_next_.clear();
 }
 
-bool TapUdp::ReadReplies(uint32_t index, int64_t now_ns) {
+TapUdp::ReadResult TapUdp::ReadReplies(uint32_t index, int64_t now_ns) {
   Flow& f = flows_[index];
   Scratch& s = *scratch_;
   bool v4 = f.key.guest.IsV4();
@@ -243,6 +258,11 @@ bool TapUdp::ReadReplies(uint32_t index, int64_t now_ns) {
   a.src = f.key.dst;
   a.dst = f.key.guest;
   for (int round = 0; round < kReadRounds; round++) {
+    // Room for a frame on the link? Otherwise the datagrams wait in the
+    // socket (its buffer, not ours, absorbs the burst).
+    std::span<uint8_t> probe = sink_->Reserve(hdr + 1);
+    sink_->Commit(0);
+    if (probe.empty()) return ReadResult::kBlocked;
     for (int i = 0; i < kRecvBatch; i++) {
       s.riov[i] = iovec{s.rdata.get() + i * kRecvSlot, room};
       s.rmsgs[i].msg_hdr = msghdr{};
@@ -255,7 +275,7 @@ bool TapUdp::ReadReplies(uint32_t index, int64_t now_ns) {
     if (n < 0) {
       if (errno == EINTR || errno == ECONNREFUSED || errno == EHOSTUNREACH || errno == ENETUNREACH)
         continue;  // a pending error, relayed from the error queue
-      return false;
+      return ReadResult::kIdle;
     }
     for (int i = 0; i < n; i++) {
       size_t len = s.rmsgs[i].msg_len;
@@ -276,9 +296,9 @@ bool TapUdp::ReadReplies(uint32_t index, int64_t now_ns) {
       f.replied = true;
     }
     if (n > 0) Touch(index, now_ns);
-    if (n < kRecvBatch) return false;
+    if (n < kRecvBatch) return ReadResult::kIdle;
   }
-  return true;
+  return ReadResult::kMore;
 }
 
 void TapUdp::ReadErrors(uint32_t index) {

@@ -90,6 +90,11 @@ class TapUdp {
   // Flows whose socket still had data when their read budget ran out.
   bool HasReady() const { return !ready_.empty(); }
   void RunReady(int64_t now_ns);
+  // Flows that stopped reading because the link's send queue was full; the
+  // loop retries them after its completions (a write done frees room), never
+  // in a busy loop.
+  bool HasBlocked() const { return !blocked_.empty(); }
+  void RunBlocked(int64_t now_ns);
   // Closes flows past their idle time.
   void Expire(int64_t now_ns);
   void CloseAll();
@@ -116,7 +121,8 @@ class TapUdp {
     bool used = false;
     bool armed = false;
     bool replied = false;  // traffic went both ways
-    bool queued = false;   // in ready_
+    bool queued = false;   // in ready_ (kept across reuse of the slot)
+    bool blocked = false;  // in blocked_ (likewise)
     uint32_t gen = 0;
     Fd sock;
     Key key{};
@@ -140,7 +146,11 @@ class TapUdp {
   void LruUnlink(uint32_t index);
   void LruPushFront(uint32_t index);
   // Reads replies into frames for the guest; true if the budget ran out.
-  bool ReadReplies(uint32_t index, int64_t now_ns);
+  enum class ReadResult { kIdle, kMore, kBlocked };
+  // Reads replies into frames for the guest: kMore if the budget ran out,
+  // kBlocked if the link's send queue is full (data left in the socket).
+  ReadResult ReadReplies(uint32_t index, int64_t now_ns);
+  void Requeue(uint32_t index, ReadResult r);
   void ReadErrors(uint32_t index);
   // Takes a free slot (evicting the oldest flow if none) and links it in.
   uint32_t Claim(const Key& key, int64_t now_ns);
@@ -162,6 +172,7 @@ class TapUdp {
   absl::flat_hash_map<Key, uint32_t> map_;
   std::vector<uint32_t> ready_;
   std::vector<uint32_t> ready_next_;
+  std::vector<uint32_t> blocked_;
   struct Scratch;
   std::unique_ptr<Scratch> scratch_;
   TapUdpStats stats_;

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -22,8 +23,10 @@ constexpr int64_t kSec = 1'000'000'000;
 struct VectorSink : FrameSink {
   std::vector<uint8_t> buf = std::vector<uint8_t>(70000);
   std::vector<std::vector<uint8_t>> frames;
+  bool full = false;  // a link whose send queue is full
   std::span<uint8_t> Reserve(size_t max_len) override {
-    return max_len <= buf.size() ? std::span<uint8_t>(buf.data(), max_len) : std::span<uint8_t>();
+    return !full && max_len <= buf.size() ? std::span<uint8_t>(buf.data(), max_len)
+                                          : std::span<uint8_t>();
   }
   void Commit(size_t len) override {
     if (len) frames.emplace_back(buf.begin(), buf.begin() + len);
@@ -100,9 +103,13 @@ class TapUdpTest : public ::testing::Test {
 
   // Runs the ring until the sink holds `n` frames (bounded).
   void PumpUntil(TapUdp& udp, size_t n, int64_t now) {
+    Pump(
+        udp, [&] { return sink_.frames.size() >= n; }, now);
+  }
+  // Runs the ring until `done` (bounded).
+  void Pump(TapUdp& udp, const std::function<bool()>& done, int64_t now) {
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
-    for (int i = 0;
-         i < 300 && sink_.frames.size() < n && std::chrono::steady_clock::now() < deadline; i++) {
+    for (int i = 0; i < 300 && !done() && std::chrono::steady_clock::now() < deadline; i++) {
       ring_->RunOnce(10, [&](const io_uring_cqe& cqe) {
         UserData ud = UserData::Unpack(cqe.user_data);
         if (ud.kind == kind::kTapUdp) udp.HandleCompletion(cqe, ud, now);
@@ -141,6 +148,27 @@ TEST_F(TapUdpTest, RepliesComeBackAsFramesFromTheAddressTheGuestWroteTo) {
             "pong");
   EXPECT_EQ(udp->stats().datagrams_in, 1u);
   EXPECT_EQ(udp->stats().datagrams_out, 1u);
+}
+
+TEST_F(TapUdpTest, AFullLinkLeavesRepliesInTheSocketUntilThereIsRoom) {
+  auto udp = Make(16);
+  GuestSends(*udp, 40005, "ping", 1000 * kSec);
+  sink_.full = true;
+  ASSERT_TRUE(ServerReplies("pong"));
+  // The reply's poll completes; nothing fits.
+  Pump(
+      *udp, [&] { return udp->HasBlocked(); }, 1000 * kSec);
+  EXPECT_TRUE(sink_.frames.empty());
+  EXPECT_TRUE(udp->HasBlocked());
+  EXPECT_FALSE(udp->HasReady()) << "a blocked flow must not keep the loop busy";
+  udp->RunBlocked(1000 * kSec);
+  EXPECT_TRUE(udp->HasBlocked()) << "still no room";
+  sink_.full = false;
+  udp->RunBlocked(1000 * kSec);
+  EXPECT_FALSE(udp->HasBlocked());
+  ASSERT_EQ(sink_.frames.size(), 1u);
+  EXPECT_EQ(udp->stats().dropped, 0u) << "nothing lost, only delayed";
+  EXPECT_EQ(udp->stats().datagrams_in, 1u);
 }
 
 TEST_F(TapUdpTest, OneWayFlowsExpireAfter30sAnsweredOnesAfter120s) {
