@@ -4,7 +4,9 @@
 #include <linux/if_tun.h>
 #include <net/if.h>
 #include <sys/ioctl.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -31,7 +33,7 @@ absl::StatusOr<Fd> TapDevice::OpenTap(const std::string& name, std::string* actu
 }
 
 TapDevice::TapDevice(Ring* ring, Fd tap, FrameReceiver* rx, size_t mtu, FrameSourceKinds kinds,
-                     unsigned reads, unsigned write_slots)
+                     unsigned reads, unsigned write_slots, unsigned ring_reads)
     : ring_(ring),
       tap_(std::move(tap)),
       rx_(rx),
@@ -39,6 +41,7 @@ TapDevice::TapDevice(Ring* ring, Fd tap, FrameReceiver* rx, size_t mtu, FrameSou
       kinds_(kinds),
       nreads_(reads),
       nwrites_(write_slots),
+      ring_reads_(std::max(1u, std::min(ring_reads, reads))),
       rbufs_(new uint8_t[reads * frame_size_]),
       wbufs_(new uint8_t[write_slots * frame_size_]),
       ready_len_(reads),
@@ -54,7 +57,7 @@ TapDevice::TapDevice(Ring* ring, Fd tap, FrameReceiver* rx, size_t mtu, FrameSou
 TapDevice::~TapDevice() = default;
 
 void TapDevice::Start() {
-  for (uint32_t i = 0; i < nreads_; i++) SubmitRead(i);
+  for (uint32_t i = 0; i < ring_reads_; i++) SubmitRead(i);
 }
 
 void TapDevice::SubmitRead(uint32_t slot) {
@@ -99,11 +102,22 @@ void TapDevice::HandleCompletion(const io_uring_cqe& cqe, UserData ud) {
 
 void TapDevice::DeliverReceived() {
   if (ready_.empty()) return;
+  // The ring's read found a frame: whatever else is queued is read now,
+  // straight into the other buffers, until the tap is empty.
+  for (uint32_t slot = ring_reads_; slot < nreads_; slot++) {
+    ssize_t n = read(tap_.get(), rbufs_.get() + size_t{slot} * frame_size_, frame_size_);
+    if (n <= 0) break;  // EAGAIN: drained
+    ready_len_[slot] = n;
+    ready_.push_back(slot);
+    stats_.frames_in++;
+    stats_.bytes_in += n;
+  }
   batch_.clear();
   for (uint32_t slot : ready_)
     batch_.emplace_back(rbufs_.get() + size_t{slot} * frame_size_, ready_len_[slot]);
   rx_->OnFrames(batch_);
-  for (uint32_t slot : ready_) SubmitRead(slot);
+  for (uint32_t slot : ready_)
+    if (slot < ring_reads_) SubmitRead(slot);
   ready_.clear();
 }
 

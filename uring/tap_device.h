@@ -4,11 +4,14 @@
 // Theory of operation. The tap's descriptor is opened in the target
 // namespace (a tun device belongs to the namespace of the thread that
 // creates it: OpenTap() runs on the namespace thread) and then used from the
-// data-plane thread. `reads` read requests are kept in flight on the ring,
-// each into its own preallocated buffer of one frame (MTU + Ethernet header);
-// a completed read parks its buffer as ready until the loop calls
-// DeliverReceived(), which hands every ready frame to the receiver in one
-// batch and re-submits those reads. Output frames are built in place in
+// data-plane thread. Frames land in `buffers` preallocated buffers of one
+// frame each (MTU + Ethernet header). `ring_reads` of them have a read in
+// flight on the ring (one by default: every read parked on the tap is woken
+// by every frame, so more would only add wakeups); a completed read parks its
+// buffer as ready until the loop calls DeliverReceived(), which takes what
+// else the tap holds with plain non-blocking reads into the other buffers
+// (until EAGAIN, or all are full), hands every frame to the receiver in one
+// batch and re-submits the ring's reads. Output frames are built in place in
 // `write_slots` preallocated buffers; Flush() queues one write per committed
 // frame, and a slot is free again when its write completes. A read that
 // fails (the interface went away) is re-armed on the next Tick(), never in a
@@ -43,7 +46,7 @@ class TapDevice : public FrameSource {
   // Takes the tap descriptor; frames up to `mtu` + 14 bytes. Nothing is
   // submitted before Start().
   TapDevice(Ring* ring, Fd tap, FrameReceiver* rx, size_t mtu, FrameSourceKinds kinds,
-            unsigned reads = 32, unsigned write_slots = 128);
+            unsigned buffers = 32, unsigned write_slots = 128, unsigned ring_reads = 1);
   ~TapDevice() override;
 
   void Start() override;
@@ -69,8 +72,9 @@ class TapDevice : public FrameSource {
   FrameReceiver* rx_;
   size_t frame_size_;
   FrameSourceKinds kinds_;
-  unsigned nreads_;
+  unsigned nreads_;  // receive buffers
   unsigned nwrites_;
+  unsigned ring_reads_;  // buffers [0, ring_reads_) are read by the ring
   std::unique_ptr<uint8_t[]> rbufs_;
   std::unique_ptr<uint8_t[]> wbufs_;
   std::vector<uint32_t> ready_;      // read slots holding a frame
