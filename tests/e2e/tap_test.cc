@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <fstream>
@@ -297,6 +298,47 @@ TEST_F(TapTest, BadFramesAreDroppedAndCounted) {
         << b.reason << " not counted 20 times:\n"
         << log;
   }
+}
+
+}  // namespace
+}  // namespace ringfwd::e2e
+
+namespace ringfwd::e2e {
+namespace {
+
+TEST_F(TapTest, OptionErrorsAreOneClearLine) {
+  struct Case {
+    std::vector<std::string> args;
+    std::string says;
+  } cases[] = {
+      {{"--tap"}, "--tap needs --netns"},
+      {{"--mtu", "1500"}, "need --tap or --qemu-socket"},
+      {{"--netns", target_->name(), "--tap", "--qemu-socket", "/tmp/x.sock"}, "exclusive"},
+      {{"--netns", target_->name(), "--tap", "--mtu", "100"}, "--mtu 100"},
+      {{"--netns", target_->name(), "--tap", "--address", "198.51.100.2/33"}, "--address"},
+      {{"--netns", target_->name(), "--tap", "--mac", "zz:00:00:00:00:01"}, "--mac"},
+  };
+  for (const Case& c : cases) {
+    CmdResult r = RunRingfwd(*host_, c.args);
+    EXPECT_EQ(r.exit_code, 1) << r.output;
+    EXPECT_NE(r.output.find("ringfwd: "), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find(c.says), std::string::npos) << r.output;
+    EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
+  }
+  CmdResult help = RunRingfwd(*host_, {"--help"});
+  for (const char* opt : {"--tap", "--qemu-socket", "--mtu", "--address", "--gateway", "--dns",
+                          "--dns-forward", "--mac", "--no-map-host-loopback"})
+    EXPECT_NE(help.output.find(opt), std::string::npos) << opt;
+  // The link's configuration is logged at start.
+  auto d = StartTap();
+  ASSERT_TRUE(d);
+  // (written right after the ready line: polled with a deadline)
+  bool logged = false;
+  for (Deadline dl = In(3000 * Slowdown()); !logged && MsLeft(dl) > 0;) {
+    logged = d->Log().find("tap link: tap out0 in namespace") != std::string::npos;
+    if (!logged) poll(nullptr, 0, 20);
+  }
+  EXPECT_TRUE(logged) << d->Log();
 }
 
 }  // namespace
