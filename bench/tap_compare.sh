@@ -12,7 +12,10 @@
 # 64-byte requests; the daemon's CPU time (utime+stime) is read around each
 # run. Prints one line per run: daemon, flows, transactions/s, p50/p99 and
 # CPU microseconds per transaction (two frames read, two written, two
-# datagrams through host sockets). Needs root.
+# datagrams through host sockets). Then frames per second through the link's
+# own answers: arp_flood keeps 32 ARP requests for the gateway in flight from
+# a packet socket in each guest (read, parse, answer; no host socket), with
+# the daemon's CPU per reply. Needs root.
 set -euo pipefail
 BUILD=${1:-build}
 SECS=${2:-5}
@@ -55,4 +58,14 @@ for flows in 1 16; do
     us=$(awk -v c=$((c1 - c0)) -v t="$tck" -v n="$tx" 'BEGIN { if (n > 0) printf "%.2f", c / t * 1e6 / n; else print "nan" }')
     echo "$d $out cpu_us_per_transaction=$us"
   done
+done
+for d in ringfwd pasta; do
+  if [ $d = ringfwd ]; then g=$G1; pid=$RF; else g=$G2; pid=$PA; fi
+  c0=$(cpu $pid)
+  out=$(ip netns exec "$g" "$BIN/arp_flood" --dev out0 --ip 198.51.100.2 --target 198.51.100.1 \
+    --window 32 --seconds "$SECS")
+  c1=$(cpu $pid)
+  n=$(sed -n 's/.*replies=\([0-9]*\).*/\1/p' <<<"$out")
+  us=$(awk -v c=$((c1 - c0)) -v t="$tck" -v n="$n" 'BEGIN { if (n > 0) printf "%.2f", c / t * 1e6 / n; else print "nan" }')
+  echo "$d arp $out cpu_us_per_reply=$us"
 done
