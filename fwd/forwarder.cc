@@ -64,6 +64,7 @@ Forwarder::~Forwarder() {
   if (!reaped) LOG_WARN("shutdown: io_uring requests still in flight after 1 s");
   tcp_.CloseAll();
   udp_.CloseAll();
+  if (tap_) tap_->Shutdown();
 }
 
 absl::StatusOr<std::unique_ptr<Forwarder>> Forwarder::Create(const ForwarderOptions& opts) {
@@ -76,6 +77,10 @@ absl::StatusOr<std::unique_ptr<Forwarder>> Forwarder::Create(const ForwarderOpti
   if (!f->wake_) return ErrnoError(errno, "eventfd");
   f->fd_limit_ = RaiseFdLimit();
   f->tables_ = f->EmptyTables();
+  if (opts.tap.mode != TapLinkOptions::Mode::kNone) {
+    RINGFWD_ASSIGN_OR_RETURN(f->tap_,
+                             TapLink::Create(f->ring_.get(), opts.tap, f->netns_.get(), &f->host_));
+  }
   return f;
 }
 
@@ -183,7 +188,10 @@ void Forwarder::Disarm(uint32_t index, bool cancel_now) {
 Fd Forwarder::DetachListener(uint32_t index, bool cancel_now) {
   Listener& l = listeners_[index];
   Disarm(index, cancel_now);
-  if (l.key.proto == kProtoUdp) udp_.FlushListener(index);
+  if (l.key.proto == kProtoUdp) {
+    udp_.FlushListener(index);
+    if (tap_) tap_->FlushListener(index);
+  }
   by_key_.erase(l.key);
   Fd fd = std::move(l.fd);
   l.used = false;
@@ -375,16 +383,21 @@ absl::Status Forwarder::Run() {
   next_expire_ns_ = now_ns_ + 1000000000LL;
   next_scan_ns_ = now_ns_ + int64_t{opts_.scan_interval_ms} * 1000000;
   while (!stop_.load(std::memory_order_relaxed)) {
-    bool backlog = tcp_.HasReady() || !arm_queue_.empty() || !cancel_queue_.empty();
+    bool backlog = tcp_.HasReady() || !arm_queue_.empty() || !cancel_queue_.empty() ||
+                   (tap_ && tap_->HasWork());
     int timeout = backlog ? 0 : kTickMs;
     int n = ring_->RunOnce(timeout, [this](const io_uring_cqe& cqe) { Dispatch(cqe); });
     if (n < 0 && n != -ETIME && n != -EINTR && n != -EAGAIN && n != -EBUSY)
       return ErrnoError(-n, "io_uring wait");
     now_ns_ = MonoNs();
     tcp_.RunReady();
+    if (tap_) tap_->Process(now_ns_);
     ProcessCancels(kCancelBatch);
     ArmQueued();
     Tick(now_ns_);
+    // Every frame this iteration queued for the guest, in one submission
+    // (the next wait submits them).
+    if (tap_) tap_->Flush();
   }
   {
     std::lock_guard<std::mutex> lock(tasks_mu_);
@@ -445,6 +458,12 @@ void Forwarder::Dispatch(const io_uring_cqe& cqe) {
         if (cqe.res != -ECANCELED && !l.disarmed) Arm(ud.index);
       }
       if (cqe.res < 0) return;
+      if (l.key.pif == PifId::kHost && l.target.addr.IsUnspecified6() && Context().tap_guest) {
+        tap_->HandleInboundUdp(
+            TapInboundListener{ud.index, l.fd.get(), l.key.family(), l.target.port, &l.label},
+            now_ns_);
+        return;
+      }
       UdpListenerInfo info{ud.index, l.gen, l.fd.get(), ConnectSide(l.key.pif), l.target, &l.label};
       udp_.HandleListener(info, now_ns_);
       return;
@@ -469,6 +488,8 @@ void Forwarder::Dispatch(const io_uring_cqe& cqe) {
       return;
     }
     default:
+      if (ud.kind >= kind::kTapFirst && ud.kind <= kind::kTapLast && tap_)
+        tap_->Dispatch(cqe, ud, now_ns_);
       return;
   }
 }
@@ -493,6 +514,7 @@ void Forwarder::OnAccept(uint32_t index, Fd client) {
 
 void Forwarder::Tick(int64_t now_ns) {
   if (tick_hook_) tick_hook_();
+  if (tap_) tap_->Tick(now_ns);
   // Listeners paused for lack of descriptors are retried every
   // kResumeIntervalNs, not on every loop iteration: while descriptors stay
   // short each retry fails at once, and retrying in a tight loop would spin.

@@ -35,6 +35,7 @@
 #include "fwd/netns.h"
 #include "fwd/rule.h"
 #include "fwd/scan.h"
+#include "fwd/tap_link.h"
 #include "fwd/tcp_flow.h"
 #include "fwd/udp_flow.h"
 #include "uring/fd.h"
@@ -52,6 +53,8 @@ struct ForwarderOptions {
   int scan_interval_ms = 1000;
   // Threads that bind a swap's new host ports when there are thousands.
   size_t bind_threads = 2;
+  // Tap mode: a Layer-2 link for the guest (mode kNone: off).
+  TapLinkOptions tap;
 };
 
 // Per-rule outcome of opening listeners.
@@ -73,7 +76,9 @@ class Forwarder {
   uint32_t CapsFor(PifId pif) const;
   // An empty table set with every served pif, names and caps filled in.
   TableSet EmptyTables() const;
-  TargetContext Context() const { return TargetContext{netns_ != nullptr}; }
+  TargetContext Context() const {
+    return TargetContext{netns_ != nullptr, tap_ && !netns_ && tap_->ServesHostRules()};
+  }
 
   // Validates `tables` and opens their listeners (not SCAN rules: those open
   // as the target side starts listening). A bind failure of a non-WEAK rule,
@@ -108,6 +113,8 @@ class Forwarder {
   // Threads for binding many new host ports in a swap (at least 1). Thread-safe.
   void set_bind_threads(size_t n) { bind_threads_.store(n < 1 ? 1 : n); }
   size_t bind_threads() const { return bind_threads_.load(); }
+  // The tap link, or nullptr when tap mode is off. Loop thread only.
+  const TapLink* tap_link() const { return tap_.get(); }
 
  private:
   struct Listener {
@@ -167,6 +174,9 @@ class Forwarder {
 
   ForwarderOptions opts_;
   std::atomic<size_t> bind_threads_{2};
+  // Declared before the ring, so destroyed after it: the ring's teardown
+  // ends the reads that hold the link's buffers.
+  std::unique_ptr<TapLink> tap_;
   std::unique_ptr<Ring> ring_;
   HostSockets host_;
   std::unique_ptr<NetNs> netns_;

@@ -111,6 +111,9 @@ absl::Status ValidateTable(const Table& t);
 // What the daemon knows about its target side when it validates a table set.
 struct TargetContext {
   bool has_netns = false;  // a target namespace is set (SPLICE and SCAN allowed)
+  // HOST rules without a target address deliver to a VM on the tap link
+  // (UDP only: TCP over the link is tap mode part 2).
+  bool tap_guest = false;
 };
 
 // Validates a whole table set for a daemon: each table, then the rules that

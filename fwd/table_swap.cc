@@ -285,7 +285,10 @@ SwapResult TableSwap::Apply(const std::vector<SwapBlock>& blocks) {
       const Want& w = it->second;
       if (l.target == w.target && l.scanned == w.scanned && l.label == w.label) continue;
       kept_.push_back(Kept{index, l.target, l.label, l.scanned, w.target, w.label, w.scanned});
-      if (l.key.proto == kProtoUdp && !(l.target == w.target)) fwd_->udp_.FlushListener(index);
+      if (l.key.proto == kProtoUdp && !(l.target == w.target)) {
+        fwd_->udp_.FlushListener(index);
+        if (fwd_->tap_) fwd_->tap_->FlushListener(index);
+      }
       l.target = w.target;
       l.label = w.label;
       l.scanned = w.scanned;
@@ -365,8 +368,10 @@ SwapResult TableSwap::Undo() {
     fwd_->DrainCancels();  // frees their ports before detached ones re-bind
     for (const Kept& k : kept_) {
       auto& l = fwd_->listeners_[k.index];
-      if (l.key.proto == kProtoUdp && !(l.target == k.old_target))
+      if (l.key.proto == kProtoUdp && !(l.target == k.old_target)) {
         fwd_->udp_.FlushListener(k.index);
+        if (fwd_->tap_) fwd_->tap_->FlushListener(k.index);
+      }
       l.target = k.old_target;
       l.label = k.old_label;
       l.scanned = k.old_scanned;

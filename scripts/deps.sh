@@ -3,7 +3,8 @@
 # skipping the ones already there. Safe to run again.
 set -euo pipefail
 pkgs=(cmake ninja-build g++ clang libclang-rt-14-dev pkg-config liburing-dev libabsl-dev
-      libgtest-dev libgmock-dev libbenchmark-dev iproute2 procps util-linux python3)
+      libgtest-dev libgmock-dev libbenchmark-dev iproute2 procps util-linux python3
+      busybox isc-dhcp-client)  # udhcpc, dhclient -6: real DHCP clients of tests/fwd/link_kernel_test
 if [[ "${1:-}" == "--bench" ]]; then
   pkgs+=(passt haproxy iperf3 gnuplot-nox)
 fi

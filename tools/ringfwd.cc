@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <iterator>
 #include <memory>
 #include <string>
 #include <vector>
@@ -21,8 +22,10 @@
 #include "absl/strings/str_cat.h"
 #include "ctl/server.h"
 #include "fwd/forwarder.h"
+#include "fwd/netlink.h"
 #include "fwd/port_spec.h"
 #include "fwd/rule.h"
+#include "fwd/tap_config.h"
 #include "uring/log.h"
 #include "uring/sandbox.h"
 
@@ -62,6 +65,27 @@ Forward TCP and UDP ports between the host and a target network namespace
                           USER[:GROUP]. New ports below 1024 then fail to bind
       --seccomp           after setup, allow only the system calls ringfwd
                           uses (others fail with EPERM)
+
+Tap mode (a Layer-2 link for a VM or a namespace, as passt and pasta give):
+      --tap               with --netns: also create a tap interface in the
+                          namespace (named after the host's interface with the
+                          default route, tap0 when none), configure it and
+                          route the namespace's traffic through ringfwd
+      --qemu-socket PATH  passt mode: listen on a UNIX socket for a VM (QEMU
+                          -netdev stream,addr.type=unix,addr.path=PATH)
+      --mtu N             the link's MTU (default 65520)
+      --address ADDR[/PREFIX]  the guest's IPv4 or IPv6 address (repeatable,
+                          one per family; default: the host's)
+      --gateway ADDR      the gateway we answer as (one per family; default:
+                          the host's default gateway)
+      --dns ADDR          a resolver to advertise (repeatable; default: the
+                          host's, a loopback one as the gateway's address)
+      --dns-forward ADDR  where DNS to an advertised resolver goes (default:
+                          the first nameserver of /etc/resolv.conf)
+      --mac MAC           our MAC on the link (default 02:52:46:57:44:01)
+      --no-map-host-loopback  traffic to the gateway's address goes to the
+                          gateway itself, not to the host's loopback
+
   -h, --help              this help
       --version           print the version
 
@@ -88,6 +112,7 @@ void OnSignal(int sig) {
 
 struct Args {
   ForwarderOptions fwd;
+  TapArgs tap;
   std::vector<std::pair<char, std::string>> specs;
   ctl::ServerOptions control;
   std::string log_file;
@@ -123,7 +148,16 @@ int ParseArgs(int argc, char** argv, Args* a) {
     kAllowUid,
     kCtlTimeout,
     kRunas,
-    kSeccomp
+    kSeccomp,
+    kTap,
+    kQemuSocket,
+    kMtu,
+    kAddress,
+    kGateway,
+    kDns,
+    kDnsForward,
+    kMac,
+    kNoMapLoopback
   };
   static const option kLong[] = {
       {"tcp-ports", required_argument, nullptr, 't'},
@@ -146,6 +180,15 @@ int ParseArgs(int argc, char** argv, Args* a) {
       {"control-timeout", required_argument, nullptr, kCtlTimeout},
       {"runas", required_argument, nullptr, kRunas},
       {"seccomp", no_argument, nullptr, kSeccomp},
+      {"tap", no_argument, nullptr, kTap},
+      {"qemu-socket", required_argument, nullptr, kQemuSocket},
+      {"mtu", required_argument, nullptr, kMtu},
+      {"address", required_argument, nullptr, kAddress},
+      {"gateway", required_argument, nullptr, kGateway},
+      {"dns", required_argument, nullptr, kDns},
+      {"dns-forward", required_argument, nullptr, kDnsForward},
+      {"mac", required_argument, nullptr, kMac},
+      {"no-map-host-loopback", no_argument, nullptr, kNoMapLoopback},
       {nullptr, 0, nullptr, 0},
   };
   int c;
@@ -209,6 +252,34 @@ int ParseArgs(int argc, char** argv, Args* a) {
       case kSeccomp:
         a->seccomp = true;
         break;
+      case kTap:
+        a->tap.tap = true;
+        break;
+      case kQemuSocket:
+        a->tap.qemu_socket = optarg;
+        break;
+      case kMtu:
+        if (!ParseSize(optarg, "MTU", 1, &v)) return 1;
+        a->tap.mtu = static_cast<uint32_t>(std::min<size_t>(v, UINT32_MAX));
+        break;
+      case kAddress:
+        a->tap.addresses.push_back(optarg);
+        break;
+      case kGateway:
+        a->tap.gateways.push_back(optarg);
+        break;
+      case kDns:
+        a->tap.dns.push_back(optarg);
+        break;
+      case kDnsForward:
+        a->tap.dns_forward.push_back(optarg);
+        break;
+      case kMac:
+        a->tap.mac = optarg;
+        break;
+      case kNoMapLoopback:
+        a->tap.no_map_host_loopback = true;
+        break;
       case kVersionOpt:
         std::printf("%s\n", kVersion);
         return 0;
@@ -223,6 +294,33 @@ int ParseArgs(int argc, char** argv, Args* a) {
     return 1;
   }
   return -1;
+}
+
+// The tap link's options: the command line over the host's template
+// interfaces (found by netlink in our own namespace) and resolvers.
+absl::Status BuildTapOptions(Args* a) {
+  a->tap.netns = a->fwd.netns;
+  HostNetInfo host;
+  bool needed = a->tap.tap || !a->tap.qemu_socket.empty();
+  if (needed) {
+    absl::StatusOr<Netlink> nl = Netlink::Open();
+    if (!nl.ok()) return nl.status();
+    for (int family : {AF_INET, AF_INET6}) {
+      absl::StatusOr<TemplateIface> t = nl->FindTemplate(family);
+      if (t.ok()) {
+        (family == AF_INET ? host.v4 : host.v6) = *t;
+      } else if (t.status().code() != absl::StatusCode::kNotFound) {
+        return t.status();
+      }
+    }
+    std::ifstream rc("/etc/resolv.conf");
+    std::string text((std::istreambuf_iterator<char>(rc)), std::istreambuf_iterator<char>());
+    host.resolvers = ParseResolvConf(text);
+  }
+  absl::StatusOr<TapLinkOptions> o = BuildTapLinkOptions(a->tap, host);
+  if (!o.ok()) return o.status();
+  a->fwd.tap = *o;
+  return absl::OkStatus();
 }
 
 // Builds the tables from the -t/-u/-T/-U options, in order.
@@ -295,6 +393,10 @@ int Main(int argc, char** argv) {
     setsid();
   }
 
+  if (absl::Status ts = BuildTapOptions(&a); !ts.ok()) {
+    std::fprintf(stderr, "ringfwd: %s\n", std::string(ts.message()).c_str());
+    return 1;
+  }
   absl::StatusOr<std::unique_ptr<Forwarder>> fwd = Forwarder::Create(a.fwd);
   if (!fwd.ok()) {
     std::fprintf(stderr, "ringfwd: %s\n", std::string(fwd.status().message()).c_str());
@@ -358,6 +460,13 @@ int Main(int argc, char** argv) {
   LOG_INFO("%s ready, target side: %s", kVersion,
            a.fwd.netns.empty() ? "host" : "namespace " + a.fwd.netns);
   PrintTables((*fwd)->tables());
+  if (const TapLink* link = (*fwd)->tap_link()) {
+    std::string where = a.fwd.tap.mode == TapLinkOptions::Mode::kTap
+                            ? absl::StrCat("tap ", a.fwd.tap.ifname, " in namespace ", a.fwd.netns)
+                            : absl::StrCat("qemu socket ", a.fwd.tap.qemu_path);
+    LOG_INFO("%s", DescribeTapLink(a.fwd.tap, where));
+    (void)link;
+  }
   if (ready) {
     int null = open("/dev/null", O_RDWR | O_CLOEXEC);
     if (null >= 0) {
@@ -391,6 +500,7 @@ int Main(int argc, char** argv) {
   const TcpStats& ts = (*fwd)->tcp_stats();
   LOG_INFO("shutting down: %d TCP connections forwarded, %d UDP flows", ts.accepted,
            (*fwd)->udp_stats().flows_created);
+  if (const TapLink* link = (*fwd)->tap_link()) LOG_INFO("%s", link->Summary());
   return 0;
 }
 

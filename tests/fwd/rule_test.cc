@@ -387,3 +387,24 @@ TEST(ValidateTableSet, WithNamespaceRefusesHostSpliceLoops) {
 
 }  // namespace
 }  // namespace ringfwd
+
+namespace ringfwd {
+namespace {
+
+TEST(ValidateTableSet, WithAVmOnTheTapLinkUdpGoesToTheGuestTcpWaits) {
+  TableSet set;
+  set.tables.push_back(Table{PifId::kHost, "HOST", kCaps, {}});
+  Rule& r = set.tables[0].rules.emplace_back(MakeRule(kProtoUdp, nullptr, 5353, 5353, 5353));
+  // Same port, no target address: the guest's, not our own listener.
+  EXPECT_TRUE(ValidateTableSet(set, {.has_netns = false, .tap_guest = true}).ok());
+  EXPECT_FALSE(ValidateTableSet(set, {}).ok());
+  r = MakeRule(kProtoTcp, nullptr, 8080, 8080, 80);
+  EXPECT_EQ(Message(ValidateTableSet(set, {.has_netns = false, .tap_guest = true})),
+            "HOST rule 1 (TCP [*]:8080  =>  80 ): TCP to the VM on the tap link is not supported "
+            "yet; give a target address");
+  r = MakeRule(kProtoTcp, "0.0.0.0", 8080, 8080, 80, 0, "", "192.0.2.9");
+  EXPECT_TRUE(ValidateTableSet(set, {.has_netns = false, .tap_guest = true}).ok());
+}
+
+}  // namespace
+}  // namespace ringfwd

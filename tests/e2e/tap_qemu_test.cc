@@ -1,0 +1,241 @@
+// Tap mode over --qemu-socket (passt mode): a test peer speaks QEMU's
+// length-prefixed stream framing and plays a VM with raw frames - DHCP, ARP
+// and UDP through the link - and the stream refuses what it must (bad
+// lengths, a second client) without harm to the next client.
+#include <arpa/inet.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "tests/e2e/e2e_util.h"
+#include "tests/e2e/tap_util.h"
+
+namespace ringfwd::e2e {
+namespace {
+
+const Mac kOurs = {0x02, 0x52, 0x46, 0x57, 0x44, 0x01};
+const Mac kVm = {0x02, 0x00, 0x00, 0x00, 0x00, 0x42};
+
+class TapQemuTest : public TapTest {
+ protected:
+  void SetUp() override {
+    TapTest::SetUp();
+    static std::atomic<int> n{0};
+    path_ = absl::StrCat("/tmp/rfe2e-qemu-", getpid(), "-", n++, ".sock");
+  }
+  std::unique_ptr<Daemon> StartQemu() {
+    return StartDaemon({"--qemu-socket", path_, "--address", std::string(kGuest4) + "/24",
+                        "--gateway", kGateway4, "--dns", kDns4, "--dns-forward", "127.0.0.1"});
+  }
+  // True if `p` gets an ARP reply for the gateway: it is the served client.
+  static bool ArpWorks(QemuPeer& p, int timeout_ms = 1000) {
+    if (!p.Send(ArpRequest(kVm, Ip4(kGuest4), Ip4(kGateway4)))) return false;
+    std::optional<Bytes> r = p.RecvMatching(
+        [](const Bytes& f) { return f.size() >= 14 && f[12] == 0x08 && f[13] == 0x06; },
+        timeout_ms);
+    if (!r) return false;
+    Parsed4 a = ParseFrame4(*r);
+    // A reply (op 2) from the gateway's address with our MAC, to us.
+    return a.ok && a.arp[7] == 2 && std::equal(kOurs.begin(), kOurs.end(), a.arp.begin() + 8) &&
+           std::equal(a.arp.begin() + 14, a.arp.begin() + 18, Bytes{198, 51, 100, 1}.begin()) &&
+           a.dst_mac == kVm && a.src_mac == kOurs;
+  }
+  // A peer the daemon serves (a previous one may still be closing).
+  std::unique_ptr<QemuPeer> ConnectServed() {
+    for (int i = 0; i < 20; i++) {
+      std::unique_ptr<QemuPeer> p = QemuPeer::Connect(path_);
+      if (!p) return nullptr;
+      if (ArpWorks(*p, 500)) return p;
+    }
+    return nullptr;
+  }
+  std::string path_;
+};
+
+bool IsUdpFrom(const Bytes& f, uint16_t sport) {
+  Parsed4 p = ParseFrame4(f);
+  return p.ok && p.proto == 17 && p.sport == sport;
+}
+
+TEST_F(TapQemuTest, DhcpArpAndUdpThroughTheStream) {
+  UdpEchoServer out(UdpBind(*outside_, Addr::Of(kOutside4, 7777)), "o:");
+  UdpEchoServer lo(UdpBind(*host_, Addr::Of("127.0.0.1", 5353)), "h:");
+  auto d = StartQemu();
+  ASSERT_TRUE(d);
+  std::unique_ptr<QemuPeer> p = QemuPeer::Connect(path_);
+  ASSERT_TRUE(p);
+
+  // DHCP: DISCOVER -> OFFER, REQUEST -> ACK, with the link's settings.
+  ASSERT_TRUE(p->Send(DhcpFrame(kVm, 1, 0x5eed)));
+  std::optional<Bytes> offer = p->RecvMatching([](const Bytes& f) { return IsUdpFrom(f, 67); });
+  ASSERT_TRUE(offer) << "no DHCP answer";
+  Parsed4 of = ParseFrame4(*offer);
+  ASSERT_TRUE(of.ok) << "bad checksums in the offer";
+  EXPECT_EQ(of.dport, 68);
+  DhcpReply o = ParseDhcp(of.payload);
+  ASSERT_TRUE(o.ok);
+  EXPECT_EQ(o.type, 2);
+  EXPECT_EQ(o.xid, 0x5eedu);
+  EXPECT_EQ(o.yiaddr, Ip4(kGuest4));
+  EXPECT_EQ(o.mask, 0xffffff00u);
+  EXPECT_EQ(o.router, Ip4(kGateway4));
+  EXPECT_EQ(o.dns, std::vector<uint32_t>{Ip4(kDns4)});
+  EXPECT_EQ(o.mtu, 65520);
+  EXPECT_GT(o.lease, 0u);
+  ASSERT_TRUE(p->Send(DhcpFrame(kVm, 3, 0x5eee, o.yiaddr, o.server)));
+  std::optional<Bytes> ack = p->RecvMatching([](const Bytes& f) { return IsUdpFrom(f, 67); });
+  ASSERT_TRUE(ack);
+  Parsed4 af = ParseFrame4(*ack);
+  ASSERT_TRUE(af.ok);
+  DhcpReply a = ParseDhcp(af.payload);
+  EXPECT_EQ(a.type, 5);
+  EXPECT_EQ(a.yiaddr, Ip4(kGuest4));
+  EXPECT_EQ(a.router, Ip4(kGateway4));
+
+  // ARP for the gateway: our MAC.
+  EXPECT_TRUE(ArpWorks(*p));
+
+  // UDP to the outside and to the gateway (the host's loopback), several
+  // sizes; the replies are whole, with valid checksums, from where we wrote.
+  struct Case {
+    uint32_t dst;
+    uint16_t port;
+    std::string tag;
+  } cases[] = {{Ip4(kOutside4), 7777, "o:"}, {Ip4(kGateway4), 5353, "h:"}};
+  uint16_t sport = 40000;
+  for (const Case& c : cases) {
+    for (size_t len : {size_t{1}, size_t{100}, size_t{1472}, size_t{8000}, size_t{30000}}) {
+      std::string msg = Pattern(len).Bytes(0, len);
+      Bytes payload(msg.begin(), msg.end());
+      std::string want = c.tag + msg;
+      bool got = false;
+      for (int attempt = 0; attempt < 3 && !got; attempt++) {
+        ASSERT_TRUE(p->Send(UdpFrame4(kVm, kOurs, Ip4(kGuest4), c.dst, sport, c.port, payload)));
+        std::optional<Bytes> r = p->RecvMatching(
+            [&](const Bytes& f) {
+              Parsed4 q = ParseFrame4(f);
+              return q.ok && q.proto == 17 && q.sport == c.port && q.dport == sport;
+            },
+            1000);
+        if (!r) continue;
+        Parsed4 q = ParseFrame4(*r);
+        EXPECT_EQ(q.src, c.dst);
+        EXPECT_EQ(q.dst, Ip4(kGuest4));
+        EXPECT_EQ(q.dst_mac, kVm);
+        EXPECT_EQ(DigestOf(std::string(q.payload.begin(), q.payload.end())), DigestOf(want))
+            << len << " bytes";
+        got = true;
+      }
+      EXPECT_TRUE(got) << "no reply to " << len << " bytes to port " << c.port;
+      sport++;
+    }
+  }
+  EXPECT_TRUE(d->Running());
+}
+
+TEST_F(TapQemuTest, BadLengthsHalfFramesAndSecondClientsAreRefusedWithoutHarm) {
+  auto d = StartQemu();
+  ASSERT_TRUE(d);
+  {
+    // Half a frame, then gone.
+    std::unique_ptr<QemuPeer> p = ConnectServed();
+    ASSERT_TRUE(p);
+    std::string half("\x00\x00\x00\x64", 4);
+    half += std::string(50, 'h');
+    ASSERT_TRUE(p->SendRaw(half));
+  }
+  for (uint32_t bad : {0u, 13u, 65536u, 0x7fffffffu}) {
+    std::unique_ptr<QemuPeer> p = ConnectServed();
+    ASSERT_TRUE(p) << "not served after the previous client";
+    std::string s = {char(bad >> 24), char(bad >> 16), char(bad >> 8), char(bad)};
+    s += std::string(64, 'z');
+    ASSERT_TRUE(p->SendRaw(s));
+    EXPECT_FALSE(p->Recv(3000));
+    EXPECT_TRUE(p->eof()) << "a length of " << bad << " drops the client";
+  }
+  std::unique_ptr<QemuPeer> p = ConnectServed();
+  ASSERT_TRUE(p);
+  // A second client while one is served: refused, the first unharmed.
+  std::unique_ptr<QemuPeer> second = QemuPeer::Connect(path_);
+  ASSERT_TRUE(second);
+  EXPECT_FALSE(second->Recv(3000));
+  EXPECT_TRUE(second->eof());
+  // A frame cut into single bytes still arrives whole.
+  Bytes arp = ArpRequest(kVm, Ip4(kGuest4), Ip4(kGateway4));
+  std::string framed = {0, 0, 0, char(arp.size())};
+  framed.append(arp.begin(), arp.end());
+  for (char c : framed) ASSERT_TRUE(p->SendRaw(std::string(1, c)));
+  std::optional<Bytes> r = p->RecvMatching(
+      [](const Bytes& f) { return f.size() >= 14 && f[12] == 0x08 && f[13] == 0x06; });
+  EXPECT_TRUE(r) << "no ARP reply to a frame sent byte by byte";
+  EXPECT_TRUE(d->Running());
+  EXPECT_EQ(d->Stop(), 0);
+  std::string log = d->Log();
+  EXPECT_NE(log.find("frame length 13 out of range"), std::string::npos) << log;
+  EXPECT_NE(log.find("refusing another"), std::string::npos) << log;
+}
+
+}  // namespace
+}  // namespace ringfwd::e2e
+
+namespace ringfwd::e2e {
+namespace {
+
+TEST_F(TapQemuTest, HostUdpRulesReachTheVm) {
+  auto d = StartDaemon({"--qemu-socket", path_, "--address", std::string(kGuest4) + "/24",
+                        "--gateway", kGateway4, "-u", "5353:53", "-u", "192.0.2.1/6000"});
+  ASSERT_TRUE(d);
+  std::unique_ptr<QemuPeer> p = ConnectServed();  // the VM has spoken: its MAC is known
+  ASSERT_TRUE(p);
+  // Clients on the host's loopback and on its outside address.
+  struct Case {
+    std::string dst;
+    uint16_t port;
+    uint16_t guest_port;
+    uint32_t seen_from;  // the source the VM sees
+  } cases[] = {{"127.0.0.1", 5353, 53, Ip4(kGateway4)},
+               {"192.0.2.1", 6000, 6000, Ip4("192.0.2.2")}};
+  for (const Case& c : cases) {
+    const TempNetns& where = c.dst == "127.0.0.1" ? *host_ : *outside_;
+    Fd s = SocketIn(where, AF_INET, SOCK_DGRAM);
+    Addr to = Addr::Of(c.dst, c.port);
+    for (int i = 0; i < 5; i++) {
+      std::string msg = "inbound " + std::to_string(i) + " " + Pattern(i).Bytes(0, 100 * i);
+      ASSERT_EQ(sendto(s.get(), msg.data(), msg.size(), 0, to.sa(), to.len),
+                static_cast<ssize_t>(msg.size()));
+      std::optional<Bytes> f = p->RecvMatching([&](const Bytes& fr) {
+        Parsed4 q = ParseFrame4(fr);
+        return q.ok && q.proto == 17 && q.dport == c.guest_port;
+      });
+      ASSERT_TRUE(f) << "no frame for " << c.dst << ":" << c.port;
+      Parsed4 q = ParseFrame4(*f);
+      EXPECT_EQ(q.dst, Ip4(kGuest4));
+      EXPECT_EQ(q.src, c.seen_from);
+      EXPECT_EQ(std::string(q.payload.begin(), q.payload.end()), msg);
+      // The VM answers; the client hears it from the address it wrote to.
+      std::string rtext = "r:" + msg;
+      Bytes reply(rtext.begin(), rtext.end());
+      ASSERT_TRUE(p->Send(UdpFrame4(kVm, kOurs, Ip4(kGuest4), q.src, q.dport, q.sport, reply)));
+      ASSERT_TRUE(WaitReadable(s.get(), In(3000 * Slowdown())));
+      char buf[2048];
+      sockaddr_storage from{};
+      socklen_t len = sizeof(from);
+      ssize_t n = recvfrom(s.get(), buf, sizeof(buf), 0, reinterpret_cast<sockaddr*>(&from), &len);
+      ASSERT_GT(n, 0);
+      EXPECT_EQ(std::string(buf, n), "r:" + msg);
+      EXPECT_EQ(Addr::FromSockaddr(reinterpret_cast<sockaddr*>(&from), len), to);
+    }
+  }
+  // TCP rules to the VM wait for tap mode part 2: refused clearly.
+  CmdResult r = RunRingfwd(*host_, {"--qemu-socket", path_ + ".2", "--address", "198.51.100.9/24",
+                                    "--gateway", kGateway4, "-t", "8080:80"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("TCP to the VM"), std::string::npos) << r.output;
+}
+
+}  // namespace
+}  // namespace ringfwd::e2e

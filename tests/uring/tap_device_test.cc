@@ -1,0 +1,183 @@
+#include "uring/tap_device.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sched.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "fwd/netns.h"
+#include "gtest/gtest.h"
+
+namespace ringfwd {
+namespace {
+
+// A fresh network namespace, held by a descriptor.
+Fd NewNetnsFd() {
+  Fd out;
+  std::thread t([&] {
+    if (unshare(CLONE_NEWNET) == 0)
+      out.Reset(open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
+  });
+  t.join();
+  return out;
+}
+
+struct Collector : FrameReceiver {
+  std::vector<std::string> frames;
+  size_t batches = 0;
+  void OnFrames(std::span<const std::span<const uint8_t>> fs) override {
+    batches++;
+    for (auto f : fs) frames.emplace_back(reinterpret_cast<const char*>(f.data()), f.size());
+  }
+};
+
+uint16_t IpChecksum(const uint8_t* p, size_t n) {
+  uint32_t sum = 0;
+  for (size_t i = 0; i + 1 < n; i += 2) sum += (p[i] << 8) | p[i + 1];
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  return static_cast<uint16_t>(~sum);
+}
+
+TEST(TapDevice, ReadsAndWritesFramesThroughTheRing) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root (tap devices, namespaces)";
+  if (access("/dev/net/tun", R_OK | W_OK) != 0) GTEST_SKIP() << "no /dev/net/tun";
+  Fd nsfd = NewNetnsFd();
+  ASSERT_TRUE(nsfd) << "unshare(CLONE_NEWNET)";
+  absl::StatusOr<std::unique_ptr<NetNs>> ns =
+      NetNs::Open(absl::StrCat("/proc/self/fd/", nsfd.get()));
+  ASSERT_TRUE(ns.ok()) << ns.status();
+
+  absl::StatusOr<Fd> tap = absl::InternalError("not run");
+  std::string name;
+  Fd udp;
+  uint8_t tap_mac[6] = {};
+  (*ns)->RunSync([&] {
+    tap = TapDevice::OpenTap("rftest0", &name);
+    if (!tap.ok()) return;
+    Fd s(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    ifreq ifr{};
+    std::strncpy(ifr.ifr_name, name.c_str(), IFNAMSIZ - 1);
+    sockaddr_in* sin = reinterpret_cast<sockaddr_in*>(&ifr.ifr_addr);
+    sin->sin_family = AF_INET;
+    inet_pton(AF_INET, "192.0.2.1", &sin->sin_addr);
+    ioctl(s.get(), SIOCSIFADDR, &ifr);
+    inet_pton(AF_INET, "255.255.255.0", &sin->sin_addr);
+    ioctl(s.get(), SIOCSIFNETMASK, &ifr);
+    ioctl(s.get(), SIOCGIFFLAGS, &ifr);
+    ifr.ifr_flags |= IFF_UP;
+    ioctl(s.get(), SIOCSIFFLAGS, &ifr);
+    ioctl(s.get(), SIOCGIFHWADDR, &ifr);
+    std::memcpy(tap_mac, ifr.ifr_hwaddr.sa_data, 6);
+    udp.Reset(socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(9999);
+    inet_pton(AF_INET, "192.0.2.1", &a.sin_addr);
+    bind(udp.get(), reinterpret_cast<sockaddr*>(&a), sizeof(a));
+    // The kernel asks for 192.0.2.2's MAC on the tap: a frame for us.
+    a.sin_port = htons(7);
+    inet_pton(AF_INET, "192.0.2.2", &a.sin_addr);
+    sendto(udp.get(), "x", 1, 0, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+  });
+  ASSERT_TRUE(tap.ok()) << tap.status();
+  EXPECT_EQ(name, "rftest0");
+
+  absl::StatusOr<std::unique_ptr<Ring>> ring = Ring::Create(64);
+  ASSERT_TRUE(ring.ok());
+  Collector rx;
+  TapDevice dev(ring->get(), std::move(*tap), &rx, 1500, FrameSourceKinds{16, 17, 18}, 8, 8);
+  dev.Start();
+  int eagain = 0;
+  auto pump = [&](auto done) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    for (int i = 0; i < 1000 && !done() && std::chrono::steady_clock::now() < deadline; i++) {
+      (*ring)->RunOnce(50, [&](const io_uring_cqe& cqe) {
+        if (cqe.res == -EAGAIN) eagain++;
+        dev.HandleCompletion(cqe, UserData::Unpack(cqe.user_data));
+      });
+      dev.DeliverReceived();
+      dev.Flush();
+    }
+  };
+  auto has_arp = [&] {
+    for (const std::string& f : rx.frames)
+      if (f.size() >= 14 && uint8_t(f[12]) == 0x08 && uint8_t(f[13]) == 0x06) return true;
+    return false;
+  };
+  pump(has_arp);
+  EXPECT_TRUE(has_arp()) << rx.frames.size() << " frames read, none ARP";
+  EXPECT_EQ(dev.stats().read_errors, 0u);
+
+  // A UDP datagram from 192.0.2.2:1234 to the socket, written as a frame.
+  std::span<uint8_t> buf = dev.Reserve(64);
+  ASSERT_EQ(buf.size(), 64u);
+  std::memset(buf.data(), 0, 64);
+  std::memcpy(buf.data(), tap_mac, 6);
+  const uint8_t src_mac[6] = {0x02, 0, 0, 0, 0, 2};
+  std::memcpy(buf.data() + 6, src_mac, 6);
+  buf[12] = 0x08;
+  uint8_t* ip = buf.data() + 14;
+  const char payload[] = "hello tap";
+  size_t plen = sizeof(payload) - 1;
+  size_t iplen = 20 + 8 + plen;
+  ip[0] = 0x45;
+  ip[2] = iplen >> 8;
+  ip[3] = iplen & 0xff;
+  ip[8] = 64;
+  ip[9] = 17;
+  inet_pton(AF_INET, "192.0.2.2", ip + 12);
+  inet_pton(AF_INET, "192.0.2.1", ip + 16);
+  uint16_t c = IpChecksum(ip, 20);
+  ip[10] = c >> 8;
+  ip[11] = c & 0xff;
+  uint8_t* u = ip + 20;
+  u[0] = 1234 >> 8;
+  u[1] = 1234 & 0xff;
+  u[2] = 9999 >> 8;
+  u[3] = 9999 & 0xff;
+  u[4] = (8 + plen) >> 8;
+  u[5] = (8 + plen) & 0xff;
+  std::memcpy(u + 8, payload, plen);
+  dev.Commit(14 + iplen);
+  char got[64] = {};
+  ssize_t n = -1;
+  pump([&] {
+    n = recv(udp.get(), got, sizeof(got), MSG_DONTWAIT);
+    return n >= 0;
+  });
+  EXPECT_EQ(std::string(got, n > 0 ? n : 0), "hello tap");
+  EXPECT_EQ(dev.stats().frames_out, 1u);
+
+  // Reads parked on the ring must not have parked io-wq workers (the tap is
+  // polled, not read by a blocked kernel thread per request).
+  int workers = 0;
+  if (DIR* d = opendir("/proc/self/task")) {
+    while (dirent* e = readdir(d)) {
+      std::string comm;
+      FILE* f = fopen(absl::StrCat("/proc/self/task/", e->d_name, "/comm").c_str(), "r");
+      if (!f) continue;
+      char b[64] = {};
+      if (fgets(b, sizeof(b), f)) comm = b;
+      fclose(f);
+      if (comm.rfind("iou-wrk", 0) == 0) workers++;
+    }
+    closedir(d);
+  }
+  EXPECT_EQ(workers, 0);
+  EXPECT_EQ(eagain, 0) << "reads on the non-blocking tap must wait in the ring, not spin";
+}
+
+}  // namespace
+}  // namespace ringfwd
