@@ -97,7 +97,8 @@ void QemuStream::HandleCompletion(const io_uring_cqe& cqe, UserData ud) {
       Fd peer(cqe.res);
       if (client_) {
         stats_.clients_refused++;
-        LOG_WARN("qemu socket %s: a client is already connected; refusing another", path_);
+        LOG_RATELIMITED(log::Level::kWarn,
+                        "qemu socket %s: a client is already connected; refusing another", path_);
       } else {
         client_ = std::move(peer);
         stats_.clients++;

@@ -6,7 +6,9 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -46,10 +48,14 @@ class TapQemuTest : public TapTest {
   }
   // A peer the daemon serves (a previous one may still be closing).
   std::unique_ptr<QemuPeer> ConnectServed() {
+    // A new client is refused while the daemon still holds the previous
+    // one (its hang-up not yet seen), and the refusal is immediate: pause
+    // between attempts so the retries span a second, not a millisecond.
     for (int i = 0; i < 20; i++) {
       std::unique_ptr<QemuPeer> p = QemuPeer::Connect(path_);
       if (!p) return nullptr;
       if (ArpWorks(*p, 500)) return p;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
     return nullptr;
   }
