@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "uring/status.h"
@@ -83,42 +84,21 @@ absl::StatusOr<Netlink> Netlink::Open() {
   return Netlink(std::move(fd));
 }
 
-int Netlink::Transact(void* msg, size_t len) {
+int Netlink::Send(void* msg, size_t len, uint16_t flags) {
   nlmsghdr* h = static_cast<nlmsghdr*>(msg);
-  h->nlmsg_flags |= NLM_F_ACK;
+  h->nlmsg_flags |= flags;
   h->nlmsg_seq = ++seq_;
   sockaddr_nl kernel{};
   kernel.nl_family = AF_NETLINK;
   if (sendto(fd_.get(), msg, len, 0, reinterpret_cast<sockaddr*>(&kernel), sizeof(kernel)) < 0)
     return errno;
-  alignas(nlmsghdr) uint8_t buf[kBuf];
-  for (int round = 0; round < 64; round++) {
-    ssize_t n = recv(fd_.get(), buf, sizeof(buf), 0);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return errno;
-    }
-    for (nlmsghdr* r = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(r, static_cast<size_t>(n));
-         r = NLMSG_NEXT(r, n)) {
-      if (r->nlmsg_seq != seq_ || r->nlmsg_type != NLMSG_ERROR) continue;
-      const nlmsgerr* e = static_cast<const nlmsgerr*>(NLMSG_DATA(r));
-      return -e->error;
-    }
-  }
-  return ETIMEDOUT;
+  return 0;
 }
 
 template <typename F>
-int Netlink::Dump(void* msg, size_t len, F&& on_msg) {
-  nlmsghdr* h = static_cast<nlmsghdr*>(msg);
-  h->nlmsg_flags |= NLM_F_DUMP;
-  h->nlmsg_seq = ++seq_;
-  sockaddr_nl kernel{};
-  kernel.nl_family = AF_NETLINK;
-  if (sendto(fd_.get(), msg, len, 0, reinterpret_cast<sockaddr*>(&kernel), sizeof(kernel)) < 0)
-    return errno;
+int Netlink::Receive(int rounds, F&& on_reply) {
   alignas(nlmsghdr) uint8_t buf[kBuf];
-  for (int round = 0; round < 100000; round++) {
+  for (int round = 0; round < rounds; round++) {
     ssize_t n = recv(fd_.get(), buf, sizeof(buf), 0);
     if (n < 0) {
       if (errno == EINTR) continue;
@@ -127,16 +107,33 @@ int Netlink::Dump(void* msg, size_t len, F&& on_msg) {
     for (nlmsghdr* r = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(r, static_cast<size_t>(n));
          r = NLMSG_NEXT(r, n)) {
       if (r->nlmsg_seq != seq_) continue;
-      if (r->nlmsg_type == NLMSG_DONE) return 0;
-      if (r->nlmsg_type == NLMSG_ERROR) {
-        const nlmsgerr* e = static_cast<const nlmsgerr*>(NLMSG_DATA(r));
-        if (e->error) return -e->error;
-        continue;
-      }
-      on_msg(r);
+      if (std::optional<int> done = on_reply(r)) return *done;
     }
   }
   return ETIMEDOUT;
+}
+
+int Netlink::Transact(void* msg, size_t len) {
+  if (int err = Send(msg, len, NLM_F_ACK)) return err;
+  return Receive(64, [](const nlmsghdr* r) -> std::optional<int> {
+    if (r->nlmsg_type != NLMSG_ERROR) return std::nullopt;
+    return -static_cast<const nlmsgerr*>(NLMSG_DATA(r))->error;
+  });
+}
+
+template <typename F>
+int Netlink::Dump(void* msg, size_t len, F&& on_msg) {
+  if (int err = Send(msg, len, NLM_F_DUMP)) return err;
+  return Receive(100000, [&](const nlmsghdr* r) -> std::optional<int> {
+    if (r->nlmsg_type == NLMSG_DONE) return 0;
+    if (r->nlmsg_type == NLMSG_ERROR) {
+      int error = static_cast<const nlmsgerr*>(NLMSG_DATA(r))->error;
+      if (error) return -error;
+      return std::nullopt;
+    }
+    on_msg(r);
+    return std::nullopt;
+  });
 }
 
 absl::StatusOr<TemplateIface> Netlink::FindTemplate(int family) {

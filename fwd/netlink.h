@@ -58,6 +58,13 @@ class Netlink {
 
  private:
   explicit Netlink(Fd fd) : fd_(std::move(fd)) {}
+  // Sends a request with `flags` and a new sequence number; 0 or an errno.
+  int Send(void* msg, size_t len, uint16_t flags);
+  // Reads the answers to the last request until on_reply(const nlmsghdr*)
+  // returns an errno value (std::optional<int>, 0 included); at most
+  // `rounds` reads.
+  template <typename F>
+  int Receive(int rounds, F&& on_reply);
   // Sends a request and waits for its acknowledgement; returns 0 or the
   // errno the kernel answered with (or of the socket call).
   int Transact(void* msg, size_t len);
