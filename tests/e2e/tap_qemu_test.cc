@@ -91,7 +91,9 @@ TEST_P(TapQemuCases, DhcpArpAndUdpThroughTheStream) {
     d = StartQemu();
   }
   ASSERT_TRUE(d);
-  if (GetParam()) EXPECT_EQ(StatusField(d->pid(), "Seccomp"), "2") << "the filter is not on";
+  if (GetParam()) {
+    EXPECT_EQ(StatusField(d->pid(), "Seccomp"), "2") << "the filter is not on";
+  }
   std::unique_ptr<QemuPeer> p = QemuPeer::Connect(path_);
   ASSERT_TRUE(p);
 
