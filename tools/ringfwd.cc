@@ -54,7 +54,8 @@ Forward TCP and UDP ports between the host and a target network namespace
       --control-timeout SEC  drop a control client that has not finished its
                           transaction after SEC seconds (default 10)
   -d, --debug             debug logging
-      --log-file FILE     log to FILE instead of stderr (SIGHUP reopens it)
+      --log-file FILE     log to FILE instead of stderr (SIGHUP reopens it;
+                          SIGUSR1 logs the counters)
       --pid FILE          write the daemon's pid to FILE
       --daemon            detach and run in the background
       --udp-timeout SEC   idle UDP flows expire after SEC seconds (default 180)
@@ -101,13 +102,32 @@ Example: ringfwd --netns ns1 -t 8080:80 -u 5353:53
 
 std::atomic<Forwarder*> g_forwarder{nullptr};
 std::atomic<bool> g_reopen{false};
+std::atomic<bool> g_stats{false};
 
 void OnSignal(int sig) {
   if (sig == SIGHUP) {
     g_reopen = true;
     return;
   }
+  if (sig == SIGUSR1) {
+    g_stats = true;
+    return;
+  }
   if (Forwarder* f = g_forwarder.load()) f->Stop();
+}
+
+// The counters since start, as log lines (SIGUSR1, and at exit).
+void LogStats(const Forwarder& f) {
+  const TcpStats& t = f.tcp_stats();
+  const UdpStats& u = f.udp_stats();
+  LOG_INFO(
+      "stats: %d listeners; TCP %d accepted, %d closed, %d reset, %d failed connects, %d refused "
+      "(flow table full), %d bytes; UDP %d flows (%d expired, %d evicted), %d datagrams in, %d "
+      "out, %d dropped",
+      f.listener_count(), t.accepted, t.closed, t.resets, t.connect_failed, t.table_full, t.bytes,
+      u.flows_created, u.flows_expired, u.flows_evicted, u.datagrams_in, u.datagrams_out,
+      u.dropped);
+  if (const TapLink* link = f.tap_link()) LOG_INFO("stats: %s", link->Summary());
 }
 
 struct Args {
@@ -456,6 +476,7 @@ int Main(int argc, char** argv) {
   sigaction(SIGTERM, &sa, nullptr);
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGHUP, &sa, nullptr);
+  sigaction(SIGUSR1, &sa, nullptr);
 
   LOG_INFO("%s ready, target side: %s", kVersion,
            a.fwd.netns.empty() ? "host" : "namespace " + a.fwd.netns);
@@ -480,11 +501,13 @@ int Main(int argc, char** argv) {
     (void)ignored;
     ready.Reset();
   }
-  (*fwd)->SetTickHook([] {
+  Forwarder* f = fwd->get();
+  (*fwd)->SetTickHook([f] {
     if (g_reopen.exchange(false)) {
       absl::Status s = log::Reopen();
       if (!s.ok()) LOG_WARN("reopen log: %s", s.message());
     }
+    if (g_stats.exchange(false)) LogStats(*f);
   });
   st = (*fwd)->Run();
   g_forwarder = nullptr;
@@ -497,10 +520,8 @@ int Main(int argc, char** argv) {
     LOG_ERR("%s", st.message());
     return 1;
   }
-  const TcpStats& ts = (*fwd)->tcp_stats();
-  LOG_INFO("shutting down: %d TCP connections forwarded, %d UDP flows", ts.accepted,
-           (*fwd)->udp_stats().flows_created);
-  if (const TapLink* link = (*fwd)->tap_link()) LOG_INFO("%s", link->Summary());
+  LOG_INFO("shutting down");
+  LogStats(**fwd);
   return 0;
 }
 

@@ -114,6 +114,38 @@ TEST_F(LifecycleTest, SighupReopensTheLogFile) {
   EXPECT_EQ(d->Signal(SIGTERM, 2000 * Slowdown()), 0);
 }
 
+// SIGUSR1 logs the counters, without stopping anything: after one forwarded
+// connection the line counts it and its bytes.
+TEST_F(LifecycleTest, Sigusr1LogsTheCounters) {
+  SocketDir dir;
+  const std::string log = dir.Path("ringfwd.log");
+  EchoServer echo(TcpListen(*target_, Back()));
+  std::string error;
+  auto d = RingfwdChild::Start(
+      *host_, {}, {"--netns", target_->name(), "-t", "8080:80", "--log-file", log}, log, &error);
+  ASSERT_TRUE(d) << error;
+  int err = 0;
+  {
+    Fd c = TcpConnect(*host_, Front(), &err);
+    ASSERT_TRUE(c) << std::strerror(err);
+    ExchangeResult r = Exchange(c.get(), 5, 100000, true, In(10000 * Slowdown()));
+    ASSERT_EQ(r.err, 0) << std::strerror(r.err);
+  }
+  // Polled: the counters may still be moving as the flow closes.
+  bool logged = WaitUntil(
+      [&] {
+        kill(d->pid(), SIGUSR1);
+        return ReadFileOrEmpty(log).find("stats: 1 listeners; TCP 1 accepted, 1 closed") !=
+               std::string::npos;
+      },
+      3000);
+  EXPECT_TRUE(logged) << ReadFileOrEmpty(log);
+  EXPECT_NE(ReadFileOrEmpty(log).find("200000 bytes"), std::string::npos) << ReadFileOrEmpty(log);
+  EXPECT_TRUE(d->Running());
+  EXPECT_EQ(EchoByte(*host_, Front()), 0) << "forwarding stopped after SIGUSR1";
+  EXPECT_EQ(d->Signal(SIGTERM, 2000 * Slowdown()), 0);
+}
+
 // Writing to a peer that has gone raises SIGPIPE unless the daemon ignores
 // it: clients that reset while the daemon writes to them, control clients
 // that close before reading the tables or their status. The daemon lives on
