@@ -215,11 +215,13 @@ TEST_F(TapQemuTest, BadLengthsHalfFramesAndSecondClientsAreRefusedWithoutHarm) {
 // IPv6 over the stream: the VM's neighbour solicitation for the gateway is
 // answered with our MAC, its router solicitation with an advertisement of
 // its /64, and its UDP reaches the outside and the gateway address (the
-// host's ::1), the replies whole and with valid checksums.
+// host's ::1), the replies whole and with valid checksums; a HOST rule
+// delivers a host client's datagrams to it.
 TEST_F(TapQemuTest, Ipv6NeighboursRoutersAndUdp) {
   UdpEchoServer out(UdpBind(*outside_, Addr::Of(kOutside6, 7777)), "o:");
   UdpEchoServer lo(UdpBind(*host_, Addr::Of("::1", 5353)), "h:");
-  auto d = StartQemu({"--address", std::string(kGuest6) + "/64", "--gateway", kGateway6});
+  auto d = StartQemu(
+      {"--address", std::string(kGuest6) + "/64", "--gateway", kGateway6, "-u", "5400:53"});
   ASSERT_TRUE(d);
   std::unique_ptr<QemuPeer> p = ConnectServed();
   ASSERT_TRUE(p);
@@ -285,6 +287,36 @@ TEST_F(TapQemuTest, Ipv6NeighboursRoutersAndUdp) {
       EXPECT_TRUE(got) << "no IPv6 reply to " << len << " bytes to port " << c.port;
       sport++;
     }
+  }
+
+  // Inbound through a HOST rule: a client on the host's ::1 reaches the VM's
+  // address, seen from the gateway's; the VM's answer comes back to it.
+  Fd s = SocketIn(*host_, AF_INET6, SOCK_DGRAM);
+  Addr to = Addr::Of("::1", 5400);
+  for (int i = 0; i < 3; i++) {
+    std::string msg = "inbound6 " + std::to_string(i) + " " + Pattern(i).Bytes(0, 700 * i);
+    ASSERT_EQ(sendto(s.get(), msg.data(), msg.size(), 0, to.sa(), to.len),
+              static_cast<ssize_t>(msg.size()));
+    std::optional<Bytes> f = p->RecvMatching([](const Bytes& fr) {
+      Parsed6 q = ParseFrame6(fr);
+      return q.ok && q.next == 17 && q.dport == 53;
+    });
+    ASSERT_TRUE(f) << "no IPv6 frame for the HOST rule";
+    Parsed6 q = ParseFrame6(*f);
+    EXPECT_EQ(q.dst, guest);
+    EXPECT_EQ(q.src, gateway);
+    EXPECT_EQ(std::string(q.payload.begin(), q.payload.end()), msg);
+    std::string rtext = "r:" + msg;
+    ASSERT_TRUE(p->Send(
+        UdpFrame6(kVm, kOurs, guest, q.src, q.dport, q.sport, Bytes(rtext.begin(), rtext.end()))));
+    ASSERT_TRUE(WaitReadable(s.get(), In(3000 * Slowdown())));
+    char buf[4096];
+    sockaddr_storage from{};
+    socklen_t len = sizeof(from);
+    ssize_t n = recvfrom(s.get(), buf, sizeof(buf), 0, reinterpret_cast<sockaddr*>(&from), &len);
+    ASSERT_GT(n, 0);
+    EXPECT_EQ(std::string(buf, n), rtext);
+    EXPECT_EQ(Addr::FromSockaddr(reinterpret_cast<sockaddr*>(&from), len), to);
   }
   EXPECT_TRUE(d->Running());
 }
