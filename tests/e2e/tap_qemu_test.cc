@@ -251,6 +251,13 @@ TEST_F(TapQemuTest, Ipv6NeighboursRoutersAndUdp) {
   EXPECT_EQ(r.hop_limit, 255);
   EXPECT_EQ(r.src[0], 0xfe) << "an advertisement comes from a link-local address";
   EXPECT_EQ(NdpLinkLayerOption(r.payload, 1), std::optional<Mac>(kOurs));
+  bool prefix = false;  // a prefix information option (type 3) for the /64
+  for (size_t off = 16; off + 32 <= r.payload.size() && r.payload[off + 1] != 0;
+       off += r.payload[off + 1] * 8) {
+    if (r.payload[off] == 3 && r.payload[off + 2] == 64)
+      prefix = std::equal(guest.begin(), guest.begin() + 8, r.payload.begin() + off + 16);
+  }
+  EXPECT_TRUE(prefix) << "no prefix information for 2001:db8:1::/64";
 
   struct Case {
     Ip6 dst;
