@@ -51,8 +51,6 @@ TapUdp::TapUdp(Ring* ring, const LinkConfig& config, const LinkState& state, Soc
       max_frame_(max_frame),
       opts_(opts),
       flows_(opts.max_flows),
-      lru_head_(kNone),
-      lru_tail_(kNone),
       scratch_(new Scratch) {
   free_.reserve(opts.max_flows);
   for (size_t i = opts.max_flows; i-- > 0;) {
@@ -142,7 +140,7 @@ void TapUdp::HandleGroup(const FrameBatch& batch, std::span<const uint16_t> fram
 uint32_t TapUdp::Claim(const Key& key, int64_t now_ns) {
   if (free_.empty()) {
     stats_.flows_evicted++;
-    Close(lru_tail_);
+    Close(lru_.tail());
   }
   uint32_t idx = free_.back();
   free_.pop_back();
@@ -154,12 +152,12 @@ uint32_t TapUdp::Claim(const Key& key, int64_t now_ns) {
   f.key = key;
   f.last_active = now_ns;
   map_.emplace(key, idx);
-  LruPushFront(idx);
+  lru_.PushFront(idx);
   return idx;
 }
 
 uint32_t TapUdp::Create(const Key& key, int64_t now_ns) {
-  if (free_.empty() && lru_tail_ == kNone) return kNone;
+  if (free_.empty() && lru_.empty()) return kNone;
   Addr6 target = MapTarget(key.dst, key.dport);
   SockAddr to = SockAddr::From(target, key.dport);
   absl::StatusOr<Fd> sock = host_->Socket(to.family(), SOCK_DGRAM);
@@ -431,7 +429,7 @@ void TapUdp::HandleInbound(const TapInboundListener& l, int64_t now_ns) {
       idx = it->second;
     } else {
       if (it != map_.end()) Close(it->second);  // an outbound flow of the same tuple
-      if (free_.empty() && lru_tail_ == kNone) {
+      if (free_.empty() && lru_.empty()) {
         sink_->Commit(0);
         stats_.dropped++;
         continue;
@@ -545,38 +543,14 @@ void TapUdp::FlushListener(uint32_t index) {
 
 void TapUdp::Touch(uint32_t index, int64_t now_ns) {
   flows_[index].last_active = now_ns;
-  if (lru_head_ == index) return;
-  LruUnlink(index);
-  LruPushFront(index);
-}
-
-void TapUdp::LruUnlink(uint32_t index) {
-  Flow& f = flows_[index];
-  if (f.prev != kNone)
-    flows_[f.prev].next = f.next;
-  else
-    lru_head_ = f.next;
-  if (f.next != kNone)
-    flows_[f.next].prev = f.prev;
-  else
-    lru_tail_ = f.prev;
-  f.prev = f.next = kNone;
-}
-
-void TapUdp::LruPushFront(uint32_t index) {
-  Flow& f = flows_[index];
-  f.prev = kNone;
-  f.next = lru_head_;
-  if (lru_head_ != kNone) flows_[lru_head_].prev = index;
-  lru_head_ = index;
-  if (lru_tail_ == kNone) lru_tail_ = index;
+  lru_.MoveToFront(index);
 }
 
 void TapUdp::Close(uint32_t index) {
   Flow& f = flows_[index];
   if (!f.used) return;
   if (f.armed) ring_->PrepPollRemove(UserData{kind::kTapUdp, f.gen, index}.Pack());
-  LruUnlink(index);
+  lru_.Unlink(index);
   map_.erase(f.key);
   f.sock.Reset();
   f.used = false;
@@ -588,17 +562,17 @@ void TapUdp::Close(uint32_t index) {
 }
 
 void TapUdp::Expire(int64_t now_ns) {
-  uint32_t i = lru_tail_;
+  uint32_t i = lru_.tail();
   while (i != kNone) {
     Flow& f = flows_[i];
-    uint32_t prev = f.prev;
+    uint32_t newer = lru_.newer(i);
     int64_t idle = now_ns - f.last_active;
     if (idle <= opts_.idle_ns) break;
     if (!f.replied || idle > opts_.idle_both_ns) {
       stats_.flows_expired++;
       Close(i);
     }
-    i = prev;
+    i = newer;
   }
 }
 

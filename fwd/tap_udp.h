@@ -33,6 +33,7 @@
 #include "fwd/frame_batch.h"
 #include "fwd/frame_sink.h"
 #include "fwd/link_config.h"
+#include "fwd/lru_list.h"
 #include "fwd/netns.h"
 #include "uring/fd.h"
 #include "uring/ring.h"
@@ -143,8 +144,6 @@ class TapUdp {
   uint32_t Create(const Key& key, int64_t now_ns);
   void Close(uint32_t index);
   void Touch(uint32_t index, int64_t now_ns);
-  void LruUnlink(uint32_t index);
-  void LruPushFront(uint32_t index);
   // Reads replies into frames for the guest; true if the budget ran out.
   enum class ReadResult { kIdle, kMore, kBlocked };
   // Reads replies into frames for the guest: kMore if the budget ran out,
@@ -168,7 +167,7 @@ class TapUdp {
   TapUdpOptions opts_;
   std::vector<Flow> flows_;
   std::vector<uint32_t> free_;
-  uint32_t lru_head_, lru_tail_;
+  LruList<Flow> lru_{&flows_};
   absl::flat_hash_map<Key, uint32_t> map_;
   std::vector<uint32_t> ready_;
   std::vector<uint32_t> ready_next_;

@@ -66,12 +66,7 @@ struct UdpFlows::Batch {
 };
 
 UdpFlows::UdpFlows(Ring* ring, size_t max_flows, int64_t idle_timeout_ns)
-    : ring_(ring),
-      idle_timeout_ns_(idle_timeout_ns),
-      flows_(max_flows),
-      lru_head_(kNone),
-      lru_tail_(kNone),
-      batch_(new Batch) {
+    : ring_(ring), idle_timeout_ns_(idle_timeout_ns), flows_(max_flows), batch_(new Batch) {
   free_.reserve(max_flows);
   for (size_t i = max_flows; i-- > 0;) {
     flows_[i].prev = flows_[i].next = kNone;
@@ -126,9 +121,9 @@ uint32_t UdpFlows::Create(const UdpListenerInfo& l, const Key& key, const sockad
                           socklen_t client_len, const Addr6* local, uint32_t ifindex,
                           int64_t now_ns) {
   if (free_.empty()) {
-    if (lru_tail_ == kNone) return kNone;
+    if (lru_.empty()) return kNone;
     stats_.flows_evicted++;
-    Close(lru_tail_);
+    Close(lru_.tail());
   }
   Addr6 taddr = l.target.addr;
   if (taddr.IsUnspecified6()) taddr = key.addr.IsV4() ? Addr6::Loopback4() : Addr6::Loopback6();
@@ -157,7 +152,7 @@ uint32_t UdpFlows::Create(const UdpListenerInfo& l, const Key& key, const sockad
   f.ifindex = ifindex;
   f.last_active = now_ns;
   map_.emplace(key, idx);
-  LruPushFront(idx);
+  lru_.PushFront(idx);
   ring_->PrepPollMultishot(f.sock.get(), POLLIN, UserData{kind::kUdpReply, f.gen, idx}.Pack());
   f.armed = true;
   stats_.flows_created++;
@@ -238,38 +233,14 @@ void UdpFlows::SendReplies(uint32_t index, int n) {
 void UdpFlows::Touch(uint32_t index, int64_t now_ns) {
   Flow& f = flows_[index];
   f.last_active = now_ns;
-  if (lru_head_ == index) return;
-  LruUnlink(index);
-  LruPushFront(index);
-}
-
-void UdpFlows::LruUnlink(uint32_t index) {
-  Flow& f = flows_[index];
-  if (f.prev != kNone)
-    flows_[f.prev].next = f.next;
-  else
-    lru_head_ = f.next;
-  if (f.next != kNone)
-    flows_[f.next].prev = f.prev;
-  else
-    lru_tail_ = f.prev;
-  f.prev = f.next = kNone;
-}
-
-void UdpFlows::LruPushFront(uint32_t index) {
-  Flow& f = flows_[index];
-  f.prev = kNone;
-  f.next = lru_head_;
-  if (lru_head_ != kNone) flows_[lru_head_].prev = index;
-  lru_head_ = index;
-  if (lru_tail_ == kNone) lru_tail_ = index;
+  lru_.MoveToFront(index);
 }
 
 void UdpFlows::Close(uint32_t index) {
   Flow& f = flows_[index];
   if (!f.used) return;
   if (f.armed) ring_->PrepPollRemove(UserData{kind::kUdpReply, f.gen, index}.Pack());
-  LruUnlink(index);
+  lru_.Unlink(index);
   map_.erase(f.key);
   f.sock.Reset();
   f.used = false;
@@ -280,9 +251,9 @@ void UdpFlows::Close(uint32_t index) {
 }
 
 void UdpFlows::Expire(int64_t now_ns) {
-  while (lru_tail_ != kNone && now_ns - flows_[lru_tail_].last_active > idle_timeout_ns_) {
+  while (!lru_.empty() && now_ns - flows_[lru_.tail()].last_active > idle_timeout_ns_) {
     stats_.flows_expired++;
-    Close(lru_tail_);
+    Close(lru_.tail());
   }
 }
 

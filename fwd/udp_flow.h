@@ -25,6 +25,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "fwd/addr.h"
 #include "fwd/listener.h"
+#include "fwd/lru_list.h"
 #include "fwd/netns.h"
 #include "uring/fd.h"
 #include "uring/ring.h"
@@ -100,16 +101,13 @@ class UdpFlows {
                   socklen_t client_len, const Addr6* local, uint32_t ifindex, int64_t now_ns);
   void Close(uint32_t index);
   void Touch(uint32_t index, int64_t now_ns);
-  void LruUnlink(uint32_t index);
-  void LruPushFront(uint32_t index);
   void SendReplies(uint32_t index, int n);
 
   Ring* ring_;
   int64_t idle_timeout_ns_;
   std::vector<Flow> flows_;
   std::vector<uint32_t> free_;
-  uint32_t lru_head_;  // kNone when empty
-  uint32_t lru_tail_;
+  LruList<Flow> lru_{&flows_};
   absl::flat_hash_map<Key, uint32_t> map_;
   // Batch buffers, allocated once.
   struct Batch;
