@@ -10,6 +10,7 @@
 
 #include "fwd/kinds.h"
 #include "fwd/packet.h"
+#include "fwd/pktinfo.h"
 #include "uring/log.h"
 
 namespace ringfwd {
@@ -441,21 +442,7 @@ void TapUdp::HandleInbound(const TapInboundListener& l, int64_t now_ns) {
       f.listener_fd = l.fd;
       f.client = from;
       f.client_len = mh.msg_namelen;
-      for (cmsghdr* c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-        if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
-          in_pktinfo pi;
-          std::memcpy(&pi, CMSG_DATA(c), sizeof(pi));
-          f.local = V4(pi.ipi_addr);
-          f.ifindex = pi.ipi_ifindex;
-          f.has_local = true;
-        } else if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO) {
-          in6_pktinfo pi;
-          std::memcpy(&pi, CMSG_DATA(c), sizeof(pi));
-          f.local = Addr6::FromIn6(pi.ipi6_addr);
-          f.ifindex = pi.ipi6_ifindex;
-          f.has_local = true;
-        }
-      }
+      f.has_local = ReadPktinfo(&mh, &f.local, &f.ifindex);
       stats_.flows_created++;
     }
     Touch(idx, now_ns);
@@ -483,30 +470,8 @@ void TapUdp::SendToClient(uint32_t index, const FrameBatch& batch,
   Scratch& s = *scratch_;
   // The reply's source: the address the client wrote to (a wildcard
   // listener would otherwise pick one by route).
-  alignas(cmsghdr) uint8_t ctrl[CMSG_SPACE(sizeof(in6_pktinfo))] = {};
-  size_t ctrl_len = 0;
-  if (f.has_local) {
-    cmsghdr* c = reinterpret_cast<cmsghdr*>(ctrl);
-    if (f.client.ss_family == AF_INET) {
-      c->cmsg_level = IPPROTO_IP;
-      c->cmsg_type = IP_PKTINFO;
-      c->cmsg_len = CMSG_LEN(sizeof(in_pktinfo));
-      in_pktinfo pi{};
-      pi.ipi_spec_dst.s_addr = htonl(f.local.V4());
-      std::memcpy(CMSG_DATA(c), &pi, sizeof(pi));
-      ctrl_len = CMSG_SPACE(sizeof(in_pktinfo));
-    } else {
-      c->cmsg_level = IPPROTO_IPV6;
-      c->cmsg_type = IPV6_PKTINFO;
-      c->cmsg_len = CMSG_LEN(sizeof(in6_pktinfo));
-      in6_pktinfo pi{};
-      pi.ipi6_addr = f.local.In6();
-      bool link_local = !f.local.IsV4() && f.local.b[0] == 0xfe && (f.local.b[1] & 0xc0) == 0x80;
-      pi.ipi6_ifindex = link_local ? f.ifindex : 0;
-      std::memcpy(CMSG_DATA(c), &pi, sizeof(pi));
-      ctrl_len = CMSG_SPACE(sizeof(in6_pktinfo));
-    }
-  }
+  alignas(cmsghdr) uint8_t ctrl[kPktinfoSpace];
+  size_t ctrl_len = f.has_local ? WritePktinfo(ctrl, f.client.ss_family, f.local, f.ifindex) : 0;
   size_t n = 0;
   for (uint16_t i : frames) {
     const FrameView& v = batch.view(i);

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "fwd/kinds.h"
+#include "fwd/pktinfo.h"
 #include "uring/log.h"
 
 namespace ringfwd {
@@ -15,28 +16,6 @@ constexpr uint32_t kNone = UINT32_MAX;
 constexpr int kBatch = 32;
 constexpr size_t kMaxDatagram = 65536;
 constexpr int kBatchesPerWake = 4;
-constexpr size_t kCmsgSpace = CMSG_SPACE(sizeof(in6_pktinfo)) + CMSG_SPACE(sizeof(in_pktinfo));
-
-// The local address and interface a datagram was sent to, from its cmsgs.
-bool ReadPktinfo(msghdr* mh, Addr6* local, uint32_t* ifindex) {
-  for (cmsghdr* c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
-    if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
-      in_pktinfo pi;
-      std::memcpy(&pi, CMSG_DATA(c), sizeof(pi));
-      *local = Addr6::FromV4(ntohl(pi.ipi_addr.s_addr));
-      *ifindex = pi.ipi_ifindex;
-      return true;
-    }
-    if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO) {
-      in6_pktinfo pi;
-      std::memcpy(&pi, CMSG_DATA(c), sizeof(pi));
-      *local = Addr6::FromIn6(pi.ipi6_addr);
-      *ifindex = pi.ipi6_ifindex;
-      return true;
-    }
-  }
-  return false;
-}
 
 }  // namespace
 
@@ -44,7 +23,7 @@ struct UdpFlows::Batch {
   mmsghdr msgs[kBatch];
   iovec iov[kBatch];
   sockaddr_storage names[kBatch];
-  alignas(cmsghdr) char cmsg[kBatch][kCmsgSpace];
+  alignas(cmsghdr) char cmsg[kBatch][kPktinfoSpace];
   std::unique_ptr<char[]> data{new char[kBatch * kMaxDatagram]};
 
   // Prepares the batch for a receive (names and cmsgs wanted or not).
@@ -59,7 +38,7 @@ struct UdpFlows::Batch {
         mh.msg_name = &names[i];
         mh.msg_namelen = sizeof(names[i]);
         mh.msg_control = cmsg[i];
-        mh.msg_controllen = kCmsgSpace;
+        mh.msg_controllen = kPktinfoSpace;
       }
     }
   }
@@ -183,32 +162,8 @@ void UdpFlows::SendReplies(uint32_t index, int n) {
   Flow& f = flows_[index];
   Batch& b = *batch_;
   // Reuse the receive headers: point each at the client and the source cmsg.
-  alignas(cmsghdr) char ctrl[kCmsgSpace];
-  size_t ctrl_len = 0;
-  if (f.has_local) {
-    std::memset(ctrl, 0, sizeof(ctrl));
-    cmsghdr* c = reinterpret_cast<cmsghdr*>(ctrl);
-    if (f.client.ss_family == AF_INET) {
-      c->cmsg_level = IPPROTO_IP;
-      c->cmsg_type = IP_PKTINFO;
-      c->cmsg_len = CMSG_LEN(sizeof(in_pktinfo));
-      in_pktinfo pi{};
-      pi.ipi_spec_dst.s_addr = htonl(f.local.V4());
-      std::memcpy(CMSG_DATA(c), &pi, sizeof(pi));
-      ctrl_len = CMSG_SPACE(sizeof(in_pktinfo));
-    } else {
-      c->cmsg_level = IPPROTO_IPV6;
-      c->cmsg_type = IPV6_PKTINFO;
-      c->cmsg_len = CMSG_LEN(sizeof(in6_pktinfo));
-      in6_pktinfo pi{};
-      pi.ipi6_addr = f.local.In6();
-      // Link-local sources need their interface; others are routed.
-      bool link_local = !f.local.IsV4() && f.local.b[0] == 0xfe && (f.local.b[1] & 0xc0) == 0x80;
-      pi.ipi6_ifindex = link_local ? f.ifindex : 0;
-      std::memcpy(CMSG_DATA(c), &pi, sizeof(pi));
-      ctrl_len = CMSG_SPACE(sizeof(in6_pktinfo));
-    }
-  }
+  alignas(cmsghdr) char ctrl[kPktinfoSpace];
+  size_t ctrl_len = f.has_local ? WritePktinfo(ctrl, f.client.ss_family, f.local, f.ifindex) : 0;
   for (int i = 0; i < n; i++) {
     msghdr& mh = b.msgs[i].msg_hdr;
     b.iov[i].iov_len = b.msgs[i].msg_len;
