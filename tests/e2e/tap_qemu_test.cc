@@ -33,6 +33,12 @@ class TapQemuTest : public TapTest {
     static std::atomic<int> n{0};
     path_ = absl::StrCat("/tmp/rfe2e-qemu-", getpid(), "-", n++, ".sock");
   }
+  // A daemon still running at the end of a test is killed (SIGKILL), which
+  // leaves its socket file behind; a clean exit removes it itself.
+  void TearDown() override {
+    unlink(path_.c_str());
+    TapTest::TearDown();
+  }
   std::unique_ptr<Daemon> StartQemu(const std::vector<std::string>& extra = {}) {
     std::vector<std::string> args = {
         "--qemu-socket", path_,      "--address", std::string(kGuest4) + "/24",
@@ -165,6 +171,9 @@ TEST_P(TapQemuCases, DhcpArpAndUdpThroughTheStream) {
     }
   }
   EXPECT_TRUE(d->Running());
+  // A clean exit removes the socket file.
+  EXPECT_EQ(d->Stop(), 0);
+  EXPECT_NE(access(path_.c_str(), F_OK), 0) << path_ << " left behind";
 }
 
 INSTANTIATE_TEST_SUITE_P(Seccomp, TapQemuCases, ::testing::Bool(),
