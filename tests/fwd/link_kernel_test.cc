@@ -18,11 +18,13 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <fstream>
 #include <map>
 #include <sstream>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "fwd/link_services.h"
 #include "fwd/packet.h"
@@ -32,6 +34,14 @@
 
 namespace ringfwd {
 namespace {
+
+// Removes the files a test made in TempDir() when it ends, however it ends.
+struct RemoveFiles {
+  std::vector<std::string> paths;
+  ~RemoveFiles() {
+    for (const std::string& p : paths) std::remove(p.c_str());
+  }
+};
 
 using testing::Bytes;
 using testing::kGuestMac;
@@ -315,6 +325,7 @@ TEST(LinkKernel, BusyboxUdhcpcGetsTheLeaseAndOptions) {
   std::string out = dir + "udhcpc_env";
   std::string script = dir + "udhcpc_script.sh";
   std::remove((out + ".bound").c_str());
+  RemoveFiles cleanup{{script, out + ".bound", out + ".deconfig", out + ".leasefail"}};
   {
     std::ofstream s(script);
     s << "#!/bin/sh\nenv > " << out << ".$1\n";
@@ -373,6 +384,8 @@ TEST(LinkKernel, DhclientGetsTheIpv6AddressAndResolvers) {
   std::string leases = dir + "dhclient6.leases";
   std::string pidfile = dir + "dhclient6.pid";
   std::remove((out + ".BOUND6").c_str());
+  RemoveFiles cleanup{{script, leases, pidfile, out + ".PREINIT6", out + ".BOUND6", out + ".STOP6",
+                       out + ".RELEASE6", out + ".EXPIRE6", out + ".FAIL6"}};
   std::remove(leases.c_str());
   {
     std::ofstream s(script);

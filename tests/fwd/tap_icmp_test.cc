@@ -244,6 +244,7 @@ TEST(TapIcmp, WithoutPermissionOneClearLogLineAndDrops) {
     EXPECT_NE(line.find("group 0"), std::string::npos) << line;
   }
   EXPECT_EQ(lines, 1);
+  std::remove(log_path.c_str());
 }
 
 }  // namespace
