@@ -70,10 +70,15 @@ OpenResult OpenListener(const ListenerKey& key) {
       return fail("setsockopt IPV6_RECVPKTINFO");
     }
   }
-  // Accepted connections inherit TCP_NODELAY: set once here, not per
-  // connection on the data path.
-  if (key.proto == kProtoTcp && setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)
-    return fail("setsockopt TCP_NODELAY");
+  // Accepted connections inherit TCP_NODELAY and SO_OOBINLINE (urgent data
+  // read in its place, so that it is forwarded, not dropped): set once here,
+  // not per connection on the data path.
+  if (key.proto == kProtoTcp) {
+    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)
+      return fail("setsockopt TCP_NODELAY");
+    if (setsockopt(fd, SOL_SOCKET, SO_OOBINLINE, &one, sizeof(one)) < 0)
+      return fail("setsockopt SO_OOBINLINE");
+  }
   SockAddr sa = key.dual_stack ? SockAddr::From6(Addr6::Any6(), key.port)
                                : SockAddr::From(key.addr, key.port);
   if (bind(fd, sa.sa(), sa.len) < 0) return fail("bind");

@@ -22,12 +22,14 @@ namespace ringfwd {
 namespace {
 
 // A non-blocking socket; TCP ones with TCP_NODELAY set (forwarded bytes are
-// never held back to coalesce). -1 with errno on failure.
+// never held back to coalesce) and SO_OOBINLINE (urgent data is read in its
+// place and forwarded, not dropped). -1 with errno on failure.
 int NewSocket(int family, int type) {
   int fd = ::socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd >= 0 && type == SOCK_STREAM) {
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    setsockopt(fd, SOL_SOCKET, SO_OOBINLINE, &one, sizeof(one));
   }
   return fd;
 }

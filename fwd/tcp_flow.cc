@@ -24,6 +24,12 @@ constexpr int kBudget = 8;
 // read no longer means an empty socket.
 constexpr unsigned kInMask = POLLIN | POLLRDHUP | POLLPRI;
 
+// Whether the next byte to read from `fd` is urgent data.
+bool AtUrgentMark(int fd) {
+  int mark = 0;
+  return ioctl(fd, SIOCATMARK, &mark) == 0 && mark;
+}
+
 void SetLingerZero(int fd) {
   linger l{1, 0};
   setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
@@ -298,11 +304,19 @@ void TcpFlows::Move(uint32_t index, int d) {
       if (n < kScratch) D.bulk = false;
       continue;
     }
+    if (n < 0 && errno == EINTR) continue;
+    // splice() stops short of urgent data (MSG_OOB): at the mark it reports
+    // nothing, or 0 once the FIN is in too, which is not the end. recv()
+    // takes the byte inline (SO_OOBINLINE, set on both sockets), so copy
+    // past it. Only after the poll reported urgent data (POLLPRI).
+    if ((n == 0 || errno == EAGAIN) && D.odd_seen && AtUrgentMark(in)) {
+      D.bulk = false;
+      continue;
+    }
     if (n == 0) {
       D.eof = true;
       break;
     }
-    if (errno == EINTR) continue;
     if (errno == EAGAIN) break;
     Close(index, true);  // ECONNRESET, ETIMEDOUT...
     return;

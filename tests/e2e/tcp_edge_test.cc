@@ -75,6 +75,52 @@ TEST_F(TcpEdgeTest, BackendSendsAndCloses) {
   EXPECT_TRUE(got == Pattern(4).Bytes(0, 300000)) << got.size() << " bytes";
 }
 
+// Urgent data (MSG_OOB, as telnet and FTP send to interrupt) is carried as
+// an ordinary byte in its place, both ways, on the copy and the splice
+// paths: the forwarder cannot keep its urgency, but never drops the byte.
+// The peers read with SO_OOBINLINE, as such applications do.
+TEST_F(TcpEdgeTest, UrgentBytesArriveInline) {
+  const std::string big = Pattern(7).Bytes(0, 1 << 20);
+  const std::string want = "abc!" + big + "#" + big + "def";
+  // Sends "abc", urgent "!", 1 MiB, urgent "#", 1 MiB, "def", then FIN.
+  auto send_with_urgent = [&](int fd) {
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_OOBINLINE, &one, sizeof(one));
+    Deadline dl = In(10000 * Slowdown());
+    bool ok = SendAll(fd, std::string("abc"), dl) == 0;
+    ok = ok && send(fd, "!", 1, MSG_OOB) == 1;
+    ok = ok && SendAll(fd, big, dl) == 0;
+    ok = ok && send(fd, "#", 1, MSG_OOB) == 1;
+    ok = ok && SendAll(fd, big + "def", dl) == 0;
+    shutdown(fd, SHUT_WR);
+    return ok;
+  };
+  std::string server_got;
+  std::atomic<bool> server_done{false};
+  TcpServer server(TcpListen(*target_, Back()), [&](Fd conn) {
+    int one = 1;
+    setsockopt(conn.get(), SOL_SOCKET, SO_OOBINLINE, &one, sizeof(one));
+    RecvToEof(conn.get(), &server_got, In(10000 * Slowdown()));
+    server_done = true;
+    send_with_urgent(conn.get());
+  });
+  auto d = StartForwarder({"-t", "8080:80"});
+  ASSERT_TRUE(d);
+  Fd c = SocketIn(*host_, AF_INET, SOCK_STREAM);
+  int one = 1;
+  setsockopt(c.get(), SOL_SOCKET, SO_OOBINLINE, &one, sizeof(one));
+  ASSERT_EQ(ConnectFd(c.get(), Front(), In(3000 * Slowdown())), 0);
+  ASSERT_TRUE(send_with_urgent(c.get()));
+  std::string got;
+  EXPECT_EQ(RecvToEof(c.get(), &got, In(10000 * Slowdown())), 0);
+  EXPECT_TRUE(server_done.load());
+  EXPECT_EQ(server_got.size(), want.size()) << "client to backend";
+  EXPECT_TRUE(server_got == want) << "client to backend: bytes differ";
+  EXPECT_EQ(got.size(), want.size()) << "backend to client";
+  EXPECT_TRUE(got == want) << "backend to client: bytes differ";
+  EXPECT_TRUE(d->Running());
+}
+
 // A target address nobody has (no route in the target namespace): the
 // client's connection ends promptly with no data, and the daemon lives on.
 TEST_F(TcpEdgeTest, UnreachableTarget) {
