@@ -82,6 +82,9 @@ absl::StatusOr<std::unique_ptr<TapLink>> TapLink::Create(Ring* ring, const TapLi
   link->udp_ = std::make_unique<TapUdp>(ring, link->config_, link->state_, host,
                                         link->source_.get(), link->source_->MaxFrame(), opts.udp);
   link->icmp_ = std::make_unique<TapIcmp>(ring, link->config_, link->state_);
+  link->tcp_ =
+      std::make_unique<TapTcp>(ring, link->config_, link->state_, host, link->source_.get(),
+                               link->source_->MaxFrame(), *link->udp_, opts.tcp);
   link->source_->Start();
   return link;
 }
@@ -97,6 +100,11 @@ void TapLink::Dispatch(const io_uring_cqe& cqe, UserData ud, int64_t now_ns) {
     case kind::kTapUdp:
       udp_->HandleCompletion(cqe, ud, now_ns);
       return;
+    case kind::kTapTcp:
+    case kind::kTapTcpOut:
+    case kind::kTapTcpConnect:
+      tcp_->HandleCompletion(cqe, ud, now_ns);
+      return;
     case kind::kTapPing:
       icmp_->HandleCompletion(cqe, ud, now_ns, *source_);
       return;
@@ -110,11 +118,13 @@ void TapLink::Process(int64_t now_ns) {
   source_->DeliverReceived();
   if (udp_->HasReady()) udp_->RunReady(now_ns);
   if (udp_->HasBlocked()) udp_->RunBlocked(now_ns);
+  if (tcp_->HasBlocked()) tcp_->RunBlocked(now_ns);
 }
 
 void TapLink::Tick(int64_t now_ns) {
   now_ns_ = now_ns;
   services_->Tick(now_ns, *source_);
+  tcp_->Tick(now_ns);
   if (now_ns >= next_expire_ns_) {
     next_expire_ns_ = now_ns + 1'000'000'000;
     udp_->Expire(now_ns);
@@ -127,6 +137,7 @@ void TapLink::Tick(int64_t now_ns) {
 void TapLink::Shutdown() {
   udp_->CloseAll();
   icmp_->CloseAll();
+  tcp_->CloseAll();
 }
 
 void TapLink::OnFrames(std::span<const std::span<const uint8_t>> frames) {
@@ -171,9 +182,8 @@ void TapLink::OnFrames(std::span<const std::span<const uint8_t>> frames) {
         }
         continue;
       case IPPROTO_TCP:
-        stats_.tcp_dropped++;  // tap mode part 2
-        stats_.dropped++;
-        continue;
+        stats_.tcp++;
+        break;
       default:
         stats_.other_dropped++;
         stats_.dropped++;
@@ -195,7 +205,10 @@ void TapLink::RunBatch(int64_t now_ns) {
   for (size_t g = 0; g < batch_->group_count(); g++) {
     std::span<const uint16_t> group = batch_->group(g);
     const FrameView& v = batch_->view(group[0]);
-    if (v.l4_proto == IPPROTO_UDP) udp_->HandleGroup(*batch_, group, now_ns);
+    if (v.l4_proto == IPPROTO_UDP)
+      udp_->HandleGroup(*batch_, group, now_ns);
+    else if (v.l4_proto == IPPROTO_TCP)
+      tcp_->HandleGroup(*batch_, group, now_ns);
   }
 }
 
@@ -209,11 +222,16 @@ std::string TapLink::Summary() const {
   return absl::StrCat(
       "tap: ", s.frames_in, " frames in, ", s.frames_out, " out; dropped ", stats_.dropped,
       " (bad:", bad.empty() ? " none" : bad, "; not for us ", stats_.not_for_us, ", icmp ",
-      stats_.icmp_dropped, ", tcp ", stats_.tcp_dropped, ", other ", stats_.other_dropped,
-      "); services ", stats_.services, "; udp flows ", u.flows_created, ", datagrams out ",
-      u.datagrams_out, " in ", u.datagrams_in, ", icmp errors ", u.icmp_errors, ", udp dropped ",
-      u.dropped, "; icmp echo ", icmp_->stats().requests, " requests ", icmp_->stats().replies,
-      " replies ", icmp_->stats().not_permitted, " not permitted; send queue full ", s.out_dropped);
+      stats_.icmp_dropped, ", other ", stats_.other_dropped, "); services ", stats_.services,
+      "; udp flows ", u.flows_created, ", datagrams out ", u.datagrams_out, " in ", u.datagrams_in,
+      ", icmp errors ", u.icmp_errors, ", udp dropped ", u.dropped, "; icmp echo ",
+      icmp_->stats().requests, " requests ", icmp_->stats().replies, " replies ",
+      icmp_->stats().not_permitted, " not permitted; tcp flows ", tcp_->stats().flows_created, " (",
+      tcp_->active(), " open, ", tcp_->stats().connect_failed, " refused, ",
+      tcp_->stats().syn_dropped, " SYNs dropped), segments in ", tcp_->stats().segments_in, " out ",
+      tcp_->stats().segments_out, ", retransmits ", tcp_->stats().retransmits, "+",
+      tcp_->stats().fast_retransmits, " fast, bad checksums ", tcp_->stats().bad_checksum,
+      "; send queue full ", s.out_dropped);
 }
 
 }  // namespace ringfwd

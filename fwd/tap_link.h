@@ -7,9 +7,8 @@
 // dropped and counted by reason; the link services (ARP, NDP, DHCP, DHCPv6)
 // take theirs and answer at once; the rest are grouped by flow (FrameBatch)
 // and each group goes to its translator: UDP to TapUdp; ICMP echo requests
-// go to TapIcmp (ping sockets) as they come; TCP waits for the translator
-// of tap mode part 2 (counted and dropped until then); anything else, other
-// ICMP included, is counted and dropped. Everything the link sends is committed to the
+// go to TapIcmp (ping sockets) as they come; TCP to TapTcp; anything else,
+// other ICMP included, is counted and dropped. Everything the link sends is committed to the
 // source's send queue, which the loop flushes once per iteration (Flush), so
 // all writes of an iteration go to the kernel in one submission.
 #pragma once
@@ -29,6 +28,7 @@
 #include "fwd/netns.h"
 #include "fwd/packet.h"
 #include "fwd/tap_icmp.h"
+#include "fwd/tap_tcp.h"
 #include "fwd/tap_udp.h"
 #include "uring/frame_source.h"
 #include "uring/ring.h"
@@ -42,6 +42,7 @@ struct TapLinkOptions {
   std::string qemu_path;        // kQemu: the UNIX socket to listen on
   LinkConfig link;
   TapUdpOptions udp;
+  TapTcpOptions tcp;
 };
 
 struct TapLinkStats {
@@ -49,11 +50,11 @@ struct TapLinkStats {
   uint64_t dropped = 0;  // every frame not consumed, whatever the reason
   std::array<uint64_t, static_cast<size_t>(DropReason::kCount)> bad{};  // ParseFrame refusals
   uint64_t not_for_us = 0;                                              // unicast to another MAC
-  uint64_t services = 0;      // taken by the link services
-  uint64_t udp = 0;           // frames given to the UDP translator
-  uint64_t icmp_echo = 0;     // echo requests given to the ICMP translator
-  uint64_t icmp_dropped = 0;  // other ICMP from the guest
-  uint64_t tcp_dropped = 0;
+  uint64_t services = 0;       // taken by the link services
+  uint64_t udp = 0;            // frames given to the UDP translator
+  uint64_t icmp_echo = 0;      // echo requests given to the ICMP translator
+  uint64_t icmp_dropped = 0;   // other ICMP from the guest
+  uint64_t tcp = 0;            // segments given to the TCP translator
   uint64_t other_dropped = 0;  // other IP protocols
 };
 
@@ -73,7 +74,7 @@ class TapLink : public FrameReceiver {
   // flows with data left read on.
   void Process(int64_t now_ns);
   // Whether Process() has work left without waiting for a completion.
-  bool HasWork() const { return udp_->HasReady(); }
+  bool HasWork() const { return udp_->HasReady() || tcp_->HasBlocked(); }
   // Periodic work: router advertisements, UDP expiry, re-armed reads.
   void Tick(int64_t now_ns);
   // Queues every frame committed since the last call on the ring.
@@ -97,6 +98,7 @@ class TapLink : public FrameReceiver {
   const LinkCounters& service_counters() const { return services_->counters(); }
   const TapUdpStats& udp_stats() const { return udp_->stats(); }
   const TapIcmpStats& icmp_stats() const { return icmp_->stats(); }
+  const TapTcpStats& tcp_stats() const { return tcp_->stats(); }
   const LinkConfig& config() const { return config_; }
   // One line of counters for the logs.
   std::string Summary() const;
@@ -112,6 +114,7 @@ class TapLink : public FrameReceiver {
   std::unique_ptr<LinkServices> services_;
   std::unique_ptr<TapUdp> udp_;
   std::unique_ptr<TapIcmp> icmp_;
+  std::unique_ptr<TapTcp> tcp_;
   std::unique_ptr<FrameBatch> batch_;
   int64_t now_ns_ = 0;
   int64_t next_expire_ns_ = 0;
