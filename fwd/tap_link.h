@@ -24,6 +24,7 @@
 #include "absl/status/statusor.h"
 #include "fwd/frame_batch.h"
 #include "fwd/link_config.h"
+#include "fwd/link_fault.h"
 #include "fwd/link_services.h"
 #include "fwd/netns.h"
 #include "fwd/packet.h"
@@ -43,6 +44,7 @@ struct TapLinkOptions {
   LinkConfig link;
   TapUdpOptions udp;
   TapTcpOptions tcp;
+  LinkFaultOptions fault;  // --tap-fault, for tests
 };
 
 struct TapLinkStats {
@@ -56,6 +58,8 @@ struct TapLinkStats {
   uint64_t icmp_dropped = 0;   // other ICMP from the guest
   uint64_t tcp = 0;            // segments given to the TCP translator
   uint64_t other_dropped = 0;  // other IP protocols
+  uint64_t fault_dropped = 0;  // --tap-fault, from the guest
+  uint64_t fault_reordered = 0;
 };
 
 class TapLink : public FrameReceiver {
@@ -78,7 +82,10 @@ class TapLink : public FrameReceiver {
   // Periodic work: router advertisements, UDP expiry, re-armed reads.
   void Tick(int64_t now_ns);
   // Queues every frame committed since the last call on the ring.
-  void Flush() { source_->Flush(); }
+  void Flush() {
+    if (fault_sink_) fault_sink_->Release();
+    source_->Flush();
+  }
   // Closes the translated flows (their polls are removed on the ring).
   void Shutdown();
   // Whether HOST rules without a target address deliver to the guest over
@@ -106,11 +113,18 @@ class TapLink : public FrameReceiver {
  private:
   explicit TapLink(const TapLinkOptions& opts);
   void RunBatch(int64_t now_ns);
+  void OnFrame(std::span<const uint8_t> f);
+  // Where frames for the guest go: the source, or a FaultSink before it.
+  FrameSink* sink() {
+    return fault_sink_ ? static_cast<FrameSink*>(fault_sink_.get()) : source_.get();
+  }
 
   LinkConfig config_;
   LinkState state_;
   TapLinkOptions::Mode mode_;
   std::unique_ptr<FrameSource> source_;
+  std::unique_ptr<FaultSink> fault_sink_;
+  std::unique_ptr<FaultFilter> fault_in_;
   std::unique_ptr<LinkServices> services_;
   std::unique_ptr<TapUdp> udp_;
   std::unique_ptr<TapIcmp> icmp_;

@@ -56,6 +56,8 @@ struct TapTcp::Flow {
   uint8_t our_ws = 0;
   uint16_t mss = 536;  // our segments to the guest
   uint32_t dup_acks = 0;
+  bool recovering = false;  // fast recovery until snd_una passes `recover`
+  uint32_t recover = 0;
   // From the guest.
   uint32_t irs = 0, rcv_nxt = 0, rcv_adv = 0;  // rcv_adv: right edge advertised
   bool guest_fin = false;
@@ -414,7 +416,8 @@ void TapTcp::Segments(uint32_t idx, const FrameBatch& batch, std::span<const uin
   }
   if (fast_rtx) {
     stats_.fast_retransmits++;
-    Rewind(idx);
+    ResendHead(idx);
+    if (f.state == State::kFree) return;
   }
   uint32_t sent_before = f.snd_nxt;
   uint64_t segs_before = stats_.segments_out;
@@ -461,9 +464,20 @@ bool TapTcp::TakeAck(uint32_t idx, const FrameView& v, int64_t now_ns) {
     f.rto_at = f.snd_nxt != f.snd_una ? now_ns + f.rto_ns : 0;
     f.dup_acks = 0;
     f.probe = false;
-  } else if (ack == f.snd_una && !v.payload_len && !(v.tcp_flags & kTcpFin) && wnd == f.guest_wnd &&
+    if (f.recovering) {
+      // NewReno (RFC 6582): a partial ACK shows the next hole; resend it.
+      if (SeqLt(ack, f.recover))
+        fast = true;
+      else
+        f.recovering = false;
+    }
+  } else if (ack == f.snd_una && !v.payload_len && !(v.tcp_flags & kTcpFin) &&
              f.snd_nxt != f.snd_una) {
-    if (++f.dup_acks == kDupAckThreshold) fast = true;
+    if (++f.dup_acks == kDupAckThreshold && !f.recovering) {
+      fast = true;
+      f.recovering = true;
+      f.recover = f.snd_nxt;
+    }
   }
   f.guest_wnd = wnd;
   return fast;
@@ -474,6 +488,7 @@ void TapTcp::Rewind(uint32_t idx) {
   f.snd_nxt = f.snd_una;
   if (f.fin_sent && !f.fin_acked) f.fin_sent = false;  // resent after the data
   f.dup_acks = 0;
+  f.recovering = false;
 }
 
 void TapTcp::Send(uint32_t idx, int64_t now_ns) {
@@ -542,6 +557,45 @@ void TapTcp::Send(uint32_t idx, int64_t now_ns) {
   }
   f.probe = false;
   if (f.snd_nxt != f.snd_una && !f.rto_at) f.rto_at = now_ns + f.rto_ns;
+}
+
+void TapTcp::ResendHead(uint32_t idx) {
+  Flow& f = flows_[idx];
+  if (f.state != State::kEstablished || f.snd_nxt == f.snd_una) return;
+  if (f.fin_sent && f.snd_una == f.fin_seq) {
+    // Only our FIN is outstanding.
+    uint32_t nxt = f.snd_nxt;
+    f.snd_nxt = f.fin_seq;
+    SendControl(idx, kTcpFin | kTcpAck);
+    f.snd_nxt = nxt;
+    return;
+  }
+  uint32_t data_end = f.fin_sent ? f.fin_seq : f.snd_nxt;
+  bool v4 = f.key.guest.IsV4();
+  size_t hdr = TcpPayloadOffset(v4, 0);
+  size_t seg = std::min<size_t>(f.mss, data_end - f.snd_una);
+  int zero = 0;
+  if (setsockopt(f.sock.get(), SOL_SOCKET, SO_PEEK_OFF, &zero, sizeof(zero)) < 0) return;
+  std::span<uint8_t> buf = sink_->Reserve(hdr + seg);
+  if (buf.empty()) {
+    stats_.sink_full++;
+    return;  // the timer resends
+  }
+  ssize_t n = recv(f.sock.get(), buf.data() + hdr, seg, MSG_PEEK | MSG_DONTWAIT);
+  if (n <= 0) {
+    sink_->Commit(0);
+    return;
+  }
+  TcpSegmentHeader h;
+  h.sport = f.key.dport;
+  h.dport = f.key.gport;
+  h.seq = f.snd_una;
+  h.ack = f.rcv_nxt;
+  h.flags = kTcpAck;
+  h.window = Window(idx);
+  size_t len = FinishTcpFrame(buf, AddrsOf(f.key), h, n);
+  sink_->Commit(len);
+  if (len) stats_.segments_out++;
 }
 
 bool TapTcp::SendControl(uint32_t idx, uint8_t flags) {

@@ -24,9 +24,11 @@
 // into frame buffers of the sink behind the headers, in MSS-sized segments up
 // to the guest's window (PSH when the socket ran dry), and leaves the socket
 // (recv with MSG_TRUNC) only as the guest acknowledges it. A retransmission
-// timeout (1 s, doubling, bounded) or three duplicate ACKs rewind snd_nxt to
-// snd_una and resend at once; a zero window is probed with one byte on the
-// same timer (probes are not counted as retries).
+// timeout (1 s, doubling, bounded) rewinds snd_nxt to snd_una and resends
+// from there; three duplicate ACKs resend the first unacknowledged segment at
+// once, and so does each partial ACK until the data in flight at the first
+// duplicate is acknowledged (NewReno, RFC 6582). A zero window is probed with
+// one byte on the retransmission timer (probes are not counted as retries).
 //
 // Guest to socket: the in-order data of a batch's frames of one flow is
 // written with one sendmsg; older bytes are dropped as duplicates; segments
@@ -149,6 +151,8 @@ class TapTcp {
   // Peeks and sends what the guest's window allows.
   void Send(uint32_t idx, int64_t now_ns);
   void Rewind(uint32_t idx);
+  // Fast retransmit: the first unacknowledged segment again, alone.
+  void ResendHead(uint32_t idx);
   void OnTimer(uint32_t idx, int64_t now_ns);
   // A segment without data from the flow (SYN-ACK, ACK, FIN, RST).
   bool SendControl(uint32_t idx, uint8_t flags);

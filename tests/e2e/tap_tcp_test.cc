@@ -13,6 +13,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -219,9 +220,54 @@ TEST_F(TapTest, TcpTenThousandSequentialConnectionsLeakNothing) {
     done++;
   }
   EXPECT_GE(done, 2000) << "too slow";
+  std::printf("%d sequential connections\n", done);
   EXPECT_TRUE(LogShows(*d, "(0 open", 10000)) << "flows left open after " << done;
   EXPECT_LE(FdCount(d->pid()), fds_before) << "descriptors leaked";
   ExpectNoChecksumErrors(*target_);
+}
+
+TEST_F(TapTest, TcpTwentyParallelWithDropAndReorder) {
+  TcpServer s4(TcpListen(*outside_, Addr::Of(kOutside4, 8081)), TransferHandler);
+  // 1% of the frames dropped and 1% reordered, both ways on the link.
+  auto d = StartTap({"--tap-fault", "drop=100,reorder=97"});
+  ASSERT_TRUE(d);
+  constexpr int kConns = 20;
+  constexpr uint64_t kLen = 8 << 20;
+  std::vector<std::thread> threads;
+  auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < kConns; i++) {
+    threads.emplace_back([&, i] {
+      if (i % 2)
+        Upload(*target_, Addr::Of(kOutside4, 8081), 40 + i, kLen, 60000);
+      else
+        Download(*target_, Addr::Of(kOutside4, 8081), 40 + i, kLen, 60000);
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(60 * Slowdown()));
+  ASSERT_TRUE(LogShows(*d, "faults: dropped", 5000));
+  // The faults hit both directions, and the translator had to recover.
+  std::string log = d->Log();
+  size_t at = log.rfind("faults: dropped ");
+  unsigned long in_drop = 0, out_drop = 0, rtx = 0, fast = 0;
+  ASSERT_EQ(std::sscanf(log.c_str() + at, "faults: dropped %lu+%lu", &in_drop, &out_drop), 2);
+  size_t r = log.rfind("retransmits ");
+  ASSERT_NE(r, std::string::npos);
+  ASSERT_EQ(std::sscanf(log.c_str() + r, "retransmits %lu+%lu", &rtx, &fast), 2);
+  EXPECT_GT(in_drop, 20u);
+  EXPECT_GT(out_drop, 20u);
+  EXPECT_GT(rtx + fast, 0u);
+  std::printf(
+      "faults: %lu dropped from the guest, %lu toward it; %lu timeouts, %lu fast "
+      "retransmits\n",
+      in_drop, out_drop, rtx, fast);
+  ExpectNoChecksumErrors(*target_);
+}
+
+TEST_F(TapTest, TcpRejectsABadFaultOption) {
+  CmdResult r = RunRingfwd(*host_, {"--netns", target_->name(), "--tap", "--tap-fault", "drop=1"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("--tap-fault"), std::string::npos) << r.output;
 }
 
 }  // namespace
