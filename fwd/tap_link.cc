@@ -236,6 +236,11 @@ void TapLink::RunBatch(int64_t now_ns) {
   }
 }
 
+bool TapLink::IsGuestAddress(const Addr6& a) const {
+  if (a.IsV4()) return config_.has_v4 && a == Addr6::FromV4(ntohl(config_.addr4.s_addr));
+  return config_.has_v6 && a == Addr6::FromIn6(config_.addr6);
+}
+
 std::string TapLink::Summary() const {
   const FrameSourceStats& s = source_->stats();
   const TapUdpStats& u = udp_->stats();

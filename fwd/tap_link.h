@@ -95,6 +95,13 @@ class TapLink : public FrameReceiver {
   void HandleInboundUdp(const TapInboundListener& l, int64_t now_ns) {
     udp_->HandleInbound(l, now_ns);
   }
+  // A connection accepted by a HOST rule whose target is the guest: it
+  // becomes a connection to the guest's `port` (its SYN is sent now).
+  void HandleInboundTcp(Fd client, uint16_t port, int64_t now_ns) {
+    tcp_->Accept(std::move(client), port, now_ns);
+  }
+  // Whether `a` is the guest's address on the link.
+  bool IsGuestAddress(const Addr6& a) const;
   // The listener goes away or changes target: its inbound flows close.
   void FlushListener(uint32_t index) { udp_->FlushListener(index); }
 

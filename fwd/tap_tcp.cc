@@ -156,15 +156,9 @@ uint32_t TapTcp::Open(const Key& key, const FrameView& syn, std::span<const uint
     LOG_RATELIMITED(log::Level::kWarn, "tap TCP: %s", sock.status().message());
     return kNone;
   }
-  uint32_t idx = free_.back();
-  free_.pop_back();
+  uint32_t idx = Claim(key, std::move(*sock), now_ns);
   Flow& f = flows_[idx];
-  uint32_t gen = f.gen;
-  f = Flow{};
-  f.gen = gen;
   f.state = State::kConnecting;
-  f.sock = std::move(*sock);
-  f.key = key;
   f.target = to;
   f.irs = syn.tcp_seq;
   f.rcv_nxt = syn.tcp_seq + 1;
@@ -181,11 +175,6 @@ uint32_t TapTcp::Open(const Key& key, const FrameView& syn, std::span<const uint
     f.our_ws = kOurWscale;
   }
   f.guest_wnd = syn.tcp_window;  // never scaled in a SYN
-  f.iss = isn_.Isn(key.dst, key.dport, key.guest, key.gport, now_ns);
-  f.snd_una = f.snd_nxt = f.snd_max = f.iss;
-  f.rto_ns = opts_.rto_initial_ns;
-  f.last_active = now_ns;
-  map_.emplace(key, idx);
   f.connecting = true;
   ring_->PrepConnect(f.sock.get(), f.target.sa(), f.target.len,
                      UserData{kind::kTapTcpConnect, f.gen, idx}.Pack());
@@ -193,6 +182,99 @@ uint32_t TapTcp::Open(const Key& key, const FrameView& syn, std::span<const uint
   LOG_DEBUG("tap TCP: flow %s:%d -> %s:%d via %s", key.guest.ToString(), key.gport,
             key.dst.ToString(), key.dport, to.ToString());
   return idx;
+}
+
+uint32_t TapTcp::Claim(const Key& key, Fd sock, int64_t now_ns) {
+  uint32_t idx = free_.back();
+  free_.pop_back();
+  Flow& f = flows_[idx];
+  uint32_t gen = f.gen;
+  f = Flow{};
+  f.gen = gen;
+  f.sock = std::move(sock);
+  f.key = key;
+  f.iss = isn_.Isn(key.dst, key.dport, key.guest, key.gport, now_ns);
+  f.snd_una = f.snd_nxt = f.snd_max = f.iss;
+  f.rto_ns = opts_.rto_initial_ns;
+  f.last_active = now_ns;
+  map_.emplace(key, idx);
+  return idx;
+}
+
+void TapTcp::Accept(Fd client, uint16_t port, int64_t now_ns) {
+  SockAddr peer;
+  peer.len = sizeof(peer.ss);
+  if (getpeername(client.get(), peer.sa(), &peer.len) < 0) return;
+  Addr6 from = peer.addr();
+  Key key;
+  if (from.IsV4()) {
+    if (!config_.has_v4) return;
+    key.guest = Addr6::FromV4(ntohl(config_.addr4.s_addr));
+    // A client on the host's own loopback appears as the gateway.
+    key.dst = from.IsLoopback() ? Addr6::FromV4(ntohl(config_.gw4.s_addr)) : from;
+  } else {
+    if (!config_.has_v6) return;
+    key.guest = Addr6::FromIn6(config_.addr6);
+    Addr6 gwg = Addr6::FromIn6(config_.gw6_global);
+    key.dst = from.IsLoopback() ? (IsUsable(gwg) ? gwg : Addr6::FromIn6(config_.gw6)) : from;
+  }
+  key.gport = port;
+  key.dport = peer.port();
+  if (!state_.guest_mac_known || free_.empty() || map_.contains(key)) {
+    stats_.syn_dropped++;
+    linger l{1, 0};
+    setsockopt(client.get(), SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+    return;  // the client sees a reset
+  }
+  int zero = 0;
+  if (setsockopt(client.get(), SOL_SOCKET, SO_PEEK_OFF, &zero, sizeof(zero)) < 0) {
+    stats_.syn_dropped++;
+    return;
+  }
+  int one = 1;
+  setsockopt(client.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  uint32_t idx = Claim(key, std::move(client), now_ns);
+  Flow& f = flows_[idx];
+  f.state = State::kSynSent;
+  f.target = peer;
+  f.our_ws = kOurWscale;  // offered; dropped if the guest does not scale
+  bool v4 = key.guest.IsV4();
+  size_t hdr = TcpPayloadOffset(v4, 0);
+  f.mss = static_cast<uint16_t>(std::min<size_t>(MssForMtu(config_.mtu, v4), max_frame_ - hdr));
+  SendControl(idx, kTcpSyn);
+  f.snd_nxt = f.snd_max = f.iss + 1;
+  f.rto_at = now_ns + f.rto_ns;
+  stats_.flows_created++;
+  LOG_DEBUG("tap TCP: inbound %s -> guest port %d", peer.ToString(), port);
+}
+
+void TapTcp::OnSynAck(uint32_t idx, const FrameView& v, std::span<const uint8_t> frame,
+                      int64_t now_ns) {
+  Flow& f = flows_[idx];
+  SynOptions o = ParseSynOptions(frame.subspan(v.tcp_opt_off, v.tcp_opt_len));
+  bool v4 = f.key.guest.IsV4();
+  uint16_t guest_mss = o.mss ? o.mss : (v4 ? 536 : 1220);
+  f.mss = static_cast<uint16_t>(std::max<size_t>(64, std::min<size_t>(guest_mss, f.mss)));
+  if (o.wscale >= 0) {
+    f.guest_ws = static_cast<uint8_t>(o.wscale);
+  } else {
+    f.guest_ws = 0;
+    f.our_ws = 0;
+  }
+  f.guest_wnd = v.tcp_window;  // never scaled in a SYN
+  f.irs = v.tcp_seq;
+  f.rcv_nxt = f.irs + 1;
+  f.rcv_adv = f.rcv_nxt;
+  f.state = State::kEstablished;
+  f.snd_una = f.snd_nxt = f.snd_max = f.iss + 1;
+  f.rto_at = 0;
+  f.retries = 0;
+  f.rto_ns = opts_.rto_initial_ns;
+  f.last_active = now_ns;
+  ring_->PrepPollMultishot(f.sock.get(), POLLIN | POLLRDHUP,
+                           UserData{kind::kTapTcp, f.gen, idx}.Pack());
+  f.armed_in = true;
+  SendControl(idx, kTcpAck);
 }
 
 void TapTcp::HandleCompletion(const io_uring_cqe& cqe, UserData ud, int64_t now_ns) {
@@ -313,6 +395,24 @@ void TapTcp::Segments(uint32_t idx, const FrameBatch& batch, std::span<const uin
       continue;
     }
     uint8_t fl = v.tcp_flags;
+    if (f.state == State::kSynSent) {
+      if ((fl & kTcpAck) && v.tcp_ack != f.iss + 1) {
+        stats_.invalid++;
+        continue;
+      }
+      if (fl & kTcpRst) {
+        if (!(fl & kTcpAck)) continue;
+        stats_.rst_in++;  // refused by the guest: the client sees a reset
+        Abort(idx, false, true);
+        return;
+      }
+      if ((fl & (kTcpSyn | kTcpAck)) != (kTcpSyn | kTcpAck)) {
+        stats_.invalid++;
+        continue;
+      }
+      OnSynAck(idx, v, fr, now_ns);
+      continue;
+    }
     if (fl & kTcpRst) {
       // Accepted when in the window we advertised (RFC 5961 is stricter;
       // the guest is our own peer on a point-to-point link).
@@ -614,7 +714,7 @@ bool TapTcp::SendControl(uint32_t idx, uint8_t flags) {
   h.sport = f.key.dport;
   h.dport = f.key.gport;
   h.seq = (flags & kTcpSyn) ? f.iss : f.snd_nxt;
-  h.ack = f.rcv_nxt;
+  h.ack = (flags & kTcpAck) ? f.rcv_nxt : 0;
   h.flags = flags;
   h.options = std::span<const uint8_t>(opts, opt_len);
   if (flags & kTcpSyn) {
@@ -749,14 +849,14 @@ void TapTcp::OnTimer(uint32_t idx, int64_t now_ns) {
   Flow& f = flows_[idx];
   f.rto_at = 0;
   f.rto_ns = std::min(f.rto_ns * 2, opts_.rto_max_ns);
-  if (f.state == State::kSynRcvd) {
+  if (f.state == State::kSynRcvd || f.state == State::kSynSent) {
     if (++f.retries > opts_.max_retries) {
       stats_.timeouts++;
       Abort(idx, true, true);
       return;
     }
     uint32_t nxt = f.snd_nxt;
-    SendControl(idx, kTcpSyn | kTcpAck);
+    SendControl(idx, f.state == State::kSynSent ? kTcpSyn : kTcpSyn | kTcpAck);
     f.snd_nxt = nxt;
     f.rto_at = now_ns + f.rto_ns;
     return;

@@ -12,7 +12,10 @@
 // one. The guest's ACK of it makes the flow established.
 //
 // States: kConnecting (SYN seen, connect in flight) -> kSynRcvd (SYN-ACK
-// sent, retransmitted on the timer) -> kEstablished; FIN and RST are flags
+// sent, retransmitted on the timer) -> kEstablished; inbound (a HOST rule's
+// listener accepted a connection for the guest): kSynSent (our SYN sent,
+// retransmitted on the timer) -> kEstablished on the guest's SYN-ACK, which
+// supplies its sequence, MSS and window scale; FIN and RST are flags
 // on top of kEstablished: guest_fin (the guest's FIN was taken in order: the
 // socket is shut down for writing), fin_sent/fin_seq (the socket reached EOF
 // and we sent our FIN), fin_acked. A flow closes when both FINs are acked,
@@ -110,6 +113,11 @@ class TapTcp {
 
   // The segments of one TCP flow from the guest (indexes into `batch`).
   void HandleGroup(const FrameBatch& batch, std::span<const uint16_t> frames, int64_t now_ns);
+  // Inbound: `client` was accepted for the guest's `port`; we send the
+  // guest a SYN from the client's address (the gateway's for a client on
+  // the host's loopback). Closed at once if the guest has no address of the
+  // family, is not known yet, or the table is full.
+  void Accept(Fd client, uint16_t port, int64_t now_ns);
   // A completion of kind kTapTcp, kTapTcpOut or kTapTcpConnect.
   void HandleCompletion(const io_uring_cqe& cqe, UserData ud, int64_t now_ns);
   // Flows that stopped sending because the link's send queue was full.
@@ -125,7 +133,7 @@ class TapTcp {
   const TapTcpStats& stats() const { return stats_; }
 
  private:
-  enum class State : uint8_t { kFree, kConnecting, kSynRcvd, kEstablished };
+  enum class State : uint8_t { kFree, kConnecting, kSynRcvd, kSynSent, kEstablished };
   struct Key {
     Addr6 guest;
     Addr6 dst;
@@ -147,6 +155,10 @@ class TapTcp {
   // The guest's ACK field and window; true if it asks for a fast retransmit.
   bool TakeAck(uint32_t idx, const FrameView& v, int64_t now_ns);
   void OnConnected(uint32_t idx, int res, int64_t now_ns);
+  // Inbound: the guest's answer to our SYN.
+  void OnSynAck(uint32_t idx, const FrameView& v, std::span<const uint8_t> frame, int64_t now_ns);
+  // Takes a slot for `key` (nothing else set).
+  uint32_t Claim(const Key& key, Fd sock, int64_t now_ns);
   void OnReadable(uint32_t idx, int events, int64_t now_ns);
   // Peeks and sends what the guest's window allows.
   void Send(uint32_t idx, int64_t now_ns);

@@ -32,7 +32,7 @@ void ExpectNoChecksumErrors(const TempNetns& ns) {
   for (const auto& [name, v] : counters) EXPECT_EQ(v, 0) << name << " in the guest";
 }
 
-// Uploads `len` bytes of Pattern(seed) from the guest to a TransferHandler
+// Uploads `len` bytes of Pattern(seed) from `guest` (the client side) to a TransferHandler
 // server at `to`; the server's count and digest must match.
 void Upload(const TempNetns& guest, const Addr& to, uint64_t seed, uint64_t len, int ms = 30000) {
   int err = 0;
@@ -117,6 +117,31 @@ TEST_F(TapTest, TcpGatewayAddressReachesHostLoopback) {
   Download(*target_, Addr::Of(kGateway6, 9090), 24, 1 << 20);
   EXPECT_EQ(lo4.accepted(), 2);
   EXPECT_EQ(lo6.accepted(), 2);
+}
+
+TEST_F(TapTest, TcpOutsideToGuestThroughAHostRule) {
+  // A HOST rule whose target is the guest's address goes over the link: the
+  // guest sees the outside client's address, and answers through the tap.
+  auto d = StartTap({"-t", std::string("0.0.0.0/8090:") + kGuest4 + "/80"});
+  ASSERT_TRUE(d);
+  // Before the guest listens, the guest's kernel refuses: the client sees a
+  // reset (its connection was already accepted).
+  {
+    int err = 0;
+    Fd c = TcpConnect(*outside_, Addr::Of("192.0.2.1", 8090), &err);
+    ASSERT_TRUE(c.valid()) << std::strerror(err);
+    std::string in;
+    EXPECT_EQ(RecvToEof(c.get(), &in, In(5000 * Slowdown())), ECONNRESET);
+  }
+  TcpServer guest(TcpListen(*target_, Addr::Of(kGuest4, 80)), TransferHandler);
+  Addr rule = Addr::Of("192.0.2.1", 8090);
+  Upload(*outside_, rule, 51, 2048);
+  Download(*outside_, rule, 52, 2048);
+  Upload(*outside_, rule, 53, 64 << 20);
+  Download(*outside_, rule, 54, 64 << 20);
+  EXPECT_EQ(guest.accepted(), 4);
+  EXPECT_TRUE(LogShows(*d, "(0 open", 10000)) << "flows left open";
+  ExpectNoChecksumErrors(*target_);
 }
 
 TEST_F(TapTest, TcpClosedPortIsRefusedInTheGuest) {
