@@ -81,6 +81,13 @@ bool LogShows(Daemon& d, const std::string& needle, int ms) {
   return false;
 }
 
+// The daemon exits cleanly (under the sanitizers: no leak, no error report).
+void ExpectCleanExit(Daemon& d) {
+  EXPECT_EQ(d.Stop(), 0) << d.Log();
+  EXPECT_EQ(d.Log().find("runtime error"), std::string::npos);
+  EXPECT_EQ(d.Log().find("Sanitizer"), std::string::npos);
+}
+
 TEST_F(TapTest, TcpGuestToOutsideBothFamilies) {
   TcpServer s4(TcpListen(*outside_, Addr::Of(kOutside4, 8080)), TransferHandler);
   TcpServer s6(TcpListen(*outside_, Addr::Of(kOutside6, 8080)), TransferHandler);
@@ -96,6 +103,7 @@ TEST_F(TapTest, TcpGuestToOutsideBothFamilies) {
   Download(*target_, Addr::Of(kOutside6, 8080), 8, 8 << 20);
   ExpectNoChecksumErrors(*target_);
   EXPECT_TRUE(d->Running());
+  ExpectCleanExit(*d);
 }
 
 TEST_F(TapTest, TcpAtMtu1500) {
@@ -143,6 +151,7 @@ TEST_F(TapTest, TcpOutsideToGuestThroughAHostRule) {
   EXPECT_EQ(guest.accepted(), 4);
   EXPECT_TRUE(LogShows(*d, "(0 open", 10000)) << "flows left open";
   ExpectNoChecksumErrors(*target_);
+  ExpectCleanExit(*d);
 }
 
 TEST_F(TapTest, TcpClosedPortIsRefusedInTheGuest) {
@@ -288,6 +297,7 @@ TEST_F(TapTest, TcpTwentyParallelWithDropAndReorder) {
       "retransmits\n",
       in_drop, out_drop, rtx, fast);
   ExpectNoChecksumErrors(*target_);
+  ExpectCleanExit(*d);
 }
 
 TEST_F(TapTest, TcpUnderSeccomp) {
