@@ -31,6 +31,16 @@ bool IsUsable(const Addr6& a) {
   return !a.IsUnspecified6();
 }
 
+// The window we give the guest is the room in the socket's send buffer, and
+// we never write more than that: the kernel's autotuning, which grows the
+// buffer only after a write found it full, would leave it at its initial
+// 16 KiB. So the buffer is set as large as the host allows (net.core.wmem_max
+// caps it).
+void SetSendBuffer(int fd) {
+  int size = 4 << 20;
+  setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
+}
+
 }  // namespace
 
 // Flow and Scratch: fwd/tap_tcp_flow.h.
@@ -137,6 +147,7 @@ uint32_t TapTcp::Open(const Key& key, const FrameView& syn, std::span<const uint
     f.our_ws = kOurWscale;
   }
   f.guest_wnd = syn.tcp_window;  // never scaled in a SYN
+  SetSendBuffer(f.sock.get());
   f.connecting = true;
   ring_->PrepConnect(f.sock.get(), f.target.sa(), f.target.len,
                      UserData{kind::kTapTcpConnect, f.gen, idx}.Pack());
@@ -195,6 +206,7 @@ void TapTcp::Accept(Fd client, uint16_t port, int64_t now_ns) {
   }
   int one = 1;
   setsockopt(client.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  SetSendBuffer(client.get());
   uint32_t idx = Claim(key, std::move(client), now_ns);
   Flow& f = flows_[idx];
   f.state = State::kSynSent;
