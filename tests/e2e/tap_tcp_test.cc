@@ -134,13 +134,16 @@ TEST_F(TapTest, TcpOutsideToGuestThroughAHostRule) {
   auto d = StartTap({"-t", std::string("0.0.0.0/8090:") + kGuest4 + "/80"});
   ASSERT_TRUE(d);
   // Before the guest listens, the guest's kernel refuses: the client sees a
-  // reset (its connection was already accepted).
+  // reset (its connection was already accepted by our listener).
   {
     int err = 0;
     Fd c = TcpConnect(*outside_, Addr::Of("192.0.2.1", 8090), &err);
-    ASSERT_TRUE(c.valid()) << std::strerror(err);
-    std::string in;
-    EXPECT_EQ(RecvToEof(c.get(), &in, In(5000 * Slowdown())), ECONNRESET);
+    if (c.valid()) {
+      std::string in;
+      EXPECT_EQ(RecvToEof(c.get(), &in, In(5000 * Slowdown())), ECONNRESET);
+    } else {
+      EXPECT_EQ(err, ECONNRESET) << "the reset can come before the connect is seen done";
+    }
   }
   TcpServer guest(TcpListen(*target_, Addr::Of(kGuest4, 80)), TransferHandler);
   Addr rule = Addr::Of("192.0.2.1", 8090);
