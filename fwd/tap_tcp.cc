@@ -31,16 +31,6 @@ bool IsUsable(const Addr6& a) {
   return !a.IsUnspecified6();
 }
 
-// The window we give the guest is the room in the socket's send buffer, and
-// we never write more than that: the kernel's autotuning, which grows the
-// buffer only after a write found it full, would leave it at its initial
-// 16 KiB. So the buffer is set as large as the host allows (net.core.wmem_max
-// caps it).
-void SetSendBuffer(int fd) {
-  int size = 4 << 20;
-  setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
-}
-
 }  // namespace
 
 // Flow and Scratch: fwd/tap_tcp_flow.h.
@@ -147,7 +137,6 @@ uint32_t TapTcp::Open(const Key& key, const FrameView& syn, std::span<const uint
     f.our_ws = kOurWscale;
   }
   f.guest_wnd = syn.tcp_window;  // never scaled in a SYN
-  SetSendBuffer(f.sock.get());
   f.connecting = true;
   ring_->PrepConnect(f.sock.get(), f.target.sa(), f.target.len,
                      UserData{kind::kTapTcpConnect, f.gen, idx}.Pack());
@@ -206,7 +195,6 @@ void TapTcp::Accept(Fd client, uint16_t port, int64_t now_ns) {
   }
   int one = 1;
   setsockopt(client.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-  SetSendBuffer(client.get());
   uint32_t idx = Claim(key, std::move(client), now_ns);
   Flow& f = flows_[idx];
   f.state = State::kSynSent;
@@ -273,12 +261,8 @@ void TapTcp::HandleCompletion(const io_uring_cqe& cqe, UserData ud, int64_t now_
       return;
     case kind::kTapTcpOut: {
       f.armed_out = false;
-      if (cqe.res < 0 || f.state != State::kEstablished || f.guest_fin) return;
-      // Room in the send buffer: a window update if the window grew.
-      uint32_t before = f.rcv_adv;
-      uint16_t w = Window(ud.index);
-      (void)w;
-      if (f.rcv_adv != before) SendControl(ud.index, kTcpAck);
+      if (cqe.res < 0) return;
+      UpdateWindow(ud.index, now_ns);
       return;
     }
     default:
@@ -470,6 +454,10 @@ void TapTcp::Segments(uint32_t idx, const FrameBatch& batch, std::span<const uin
       return;
     }
     uint64_t written = r > 0 ? static_cast<uint64_t>(r) : 0;
+    if (written) {
+      f.want_update = false;  // the guest knows of room; set again below if short
+      f.updates = 0;
+    }
     f.rcv_nxt += static_cast<uint32_t>(written);
     stats_.bytes_in += written;
     if (written < offered) {
@@ -602,6 +590,7 @@ void TapTcp::Tick(int64_t now_ns) {
       continue;
     }
     if (f.rto_at && now_ns >= f.rto_at) OnTimer(idx, now_ns);
+    if (f.state != State::kFree && f.want_update) UpdateWindow(idx, now_ns);
   }
   scan_.clear();
 }

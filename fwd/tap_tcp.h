@@ -175,7 +175,10 @@ class TapTcp {
   int64_t Space(uint32_t idx, int64_t* outq);
   // The window field to advertise (and records its right edge).
   uint16_t Window(uint32_t idx);
+  // POLLOUT, and the timer's check until then, for a window update.
   void ArmOut(uint32_t idx);
+  // Sends a window update if the window grew since it was last advertised.
+  void UpdateWindow(uint32_t idx, int64_t now_ns);
   // Ends a flow: RST to the guest and/or the host peer as asked.
   void Abort(uint32_t idx, bool rst_guest, bool rst_host);
   void Close(uint32_t idx);

@@ -21,6 +21,15 @@ struct TapTcp::Flow {
   bool armed_out = false;
   bool connecting = false;  // connect in flight
   bool blocked = false;     // in blocked_
+  // The window we gave was small: tell the guest when it grows (on POLLOUT,
+  // else on the timer: POLLOUT fires once a third of the buffer is free,
+  // which can be before our window grew).
+  bool want_update = false;
+  // Updates sent since the guest last sent data, and when the last went: an
+  // update the link lost would leave the guest on its persist timer, whose
+  // backoff grows to minutes, so it is repeated a few times.
+  int updates = 0;
+  int64_t update_at = 0;
   // Toward the guest. Sequence numbers of the data at the head of the
   // socket's receive queue (snd_una), the next to send, the highest sent.
   uint32_t iss = 0, snd_una = 0, snd_nxt = 0, snd_max = 0;

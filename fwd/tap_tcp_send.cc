@@ -17,6 +17,12 @@
 #include "uring/log.h"
 
 namespace ringfwd {
+namespace {
+
+constexpr int kMaxUpdates = 8;                    // repeats of a window update
+constexpr int64_t kUpdateRepeatNs = 200'000'000;  // between them
+
+}  // namespace
 
 void TapTcp::Rewind(uint32_t idx) {
   Flow& f = flows_[idx];
@@ -227,8 +233,29 @@ uint16_t TapTcp::Window(uint32_t idx) {
   return static_cast<uint16_t>(field);
 }
 
+void TapTcp::UpdateWindow(uint32_t idx, int64_t now_ns) {
+  Flow& f = flows_[idx];
+  if (f.state != State::kEstablished || f.guest_fin || f.updates >= kMaxUpdates) {
+    f.want_update = false;
+    return;
+  }
+  uint32_t before = f.rcv_adv;
+  Window(idx);
+  bool grew = f.rcv_adv != before;
+  bool open = SeqGe(f.rcv_adv, f.rcv_nxt + f.mss);
+  // Room in the send buffer: the guest hears of it, and again after a while
+  // if it still sends nothing.
+  if (grew || (open && f.updates > 0 && now_ns >= f.update_at)) {
+    if (SendControl(idx, kTcpAck) && open) {
+      f.updates++;
+      f.update_at = now_ns + kUpdateRepeatNs;
+    }
+  }
+}
+
 void TapTcp::ArmOut(uint32_t idx) {
   Flow& f = flows_[idx];
+  f.want_update = true;
   if (f.armed_out || !f.sock) return;
   ring_->PrepPoll(f.sock.get(), POLLOUT, UserData{kind::kTapTcpOut, f.gen, idx}.Pack());
   f.armed_out = true;
