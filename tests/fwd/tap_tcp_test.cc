@@ -247,7 +247,8 @@ TEST_F(TapTcpTest, HandshakeDataAckAndRetransmission) {
   EXPECT_EQ(tcp->active(), 0u);
   // The socket goes once the ring dropped its poll (the daemon's loop
   // submits the removal on its next wait).
-  Pump(*tcp, [&] { return poll(&sp, 1, 0) == 1; }, 10 * kSec);
+  Pump(
+      *tcp, [&] { return poll(&sp, 1, 0) == 1; }, 10 * kSec);
   ASSERT_EQ(poll(&sp, 1, 2000), 1);
   EXPECT_LT(recv(server.get(), buf, sizeof(buf), 0), 0);
   EXPECT_EQ(errno, ECONNRESET);
