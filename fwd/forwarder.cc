@@ -496,6 +496,14 @@ void Forwarder::Dispatch(const io_uring_cqe& cqe) {
 
 void Forwarder::OnAccept(uint32_t index, Fd client) {
   Listener& l = listeners_[index];
+  // To the guest over the tap link: a VM's HOST rules without a target
+  // address, and rules whose target is the guest's own address.
+  if (tap_ && l.key.pif == PifId::kHost &&
+      ((l.target.addr.IsUnspecified6() && Context().tap_guest) ||
+       tap_->IsGuestAddress(l.target.addr))) {
+    tap_->HandleInboundTcp(std::move(client), l.target.port, now_ns_);
+    return;
+  }
   // The default target is the loopback of the target side, of the family of
   // the accepted connection (a dual-stack listener can see either).
   Addr6 taddr = l.target.addr;

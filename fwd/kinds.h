@@ -17,12 +17,14 @@ inline constexpr uint8_t kWake = 9;       // eventfd: stop, control commands, sc
 
 // Tap mode (tap_link.h): kinds 16-31.
 inline constexpr uint8_t kTapFirst = 16;
-inline constexpr uint8_t kTapRead = 16;    // a read of frames from the tap or QEMU stream
-inline constexpr uint8_t kTapWrite = 17;   // a write of queued frames
-inline constexpr uint8_t kTapAccept = 18;  // the QEMU stream socket's listener
-inline constexpr uint8_t kTapUdp = 19;     // multishot POLLIN on a translated UDP flow's socket
-inline constexpr uint8_t kTapPing = 20;    // multishot POLLIN on a ping socket
-inline constexpr uint8_t kTapTcp = 21;     // translated TCP flows (tap mode part 2)
+inline constexpr uint8_t kTapRead = 16;        // a read of frames from the tap or QEMU stream
+inline constexpr uint8_t kTapWrite = 17;       // a write of queued frames
+inline constexpr uint8_t kTapAccept = 18;      // the QEMU stream socket's listener
+inline constexpr uint8_t kTapUdp = 19;         // multishot POLLIN on a translated UDP flow's socket
+inline constexpr uint8_t kTapPing = 20;        // multishot POLLIN on a ping socket
+inline constexpr uint8_t kTapTcp = 21;         // multishot POLLIN on a translated TCP flow's socket
+inline constexpr uint8_t kTapTcpOut = 22;      // one-shot POLLOUT: room in its send buffer
+inline constexpr uint8_t kTapTcpConnect = 23;  // IORING_OP_CONNECT of a guest's SYN
 inline constexpr uint8_t kTapLast = 31;
 
 }  // namespace ringfwd::kind

@@ -194,6 +194,33 @@ size_t FinishUdpFrame(std::span<uint8_t> out, const FrameAddrs& a, uint16_t spor
 size_t BuildUdpFrame(std::span<uint8_t> out, const FrameAddrs& a, uint16_t sport, uint16_t dport,
                      std::span<const uint8_t> payload);
 
+// The TCP header fields of a segment we build. `options` (a multiple of 4
+// bytes, at most 40) follow the 20-byte header.
+struct TcpSegmentHeader {
+  uint16_t sport = 0;
+  uint16_t dport = 0;
+  uint32_t seq = 0;
+  uint32_t ack = 0;
+  uint8_t flags = 0;
+  uint16_t window = 0;  // as sent (already scaled down)
+  std::span<const uint8_t> options;
+};
+
+inline constexpr size_t kTcpHeaderLen = 20;
+// Where the payload of a TCP frame we build starts, for the family of `v4`
+// and `opt_len` bytes of options.
+inline size_t TcpPayloadOffset(bool v4, size_t opt_len) {
+  return kEthHeaderLen + (v4 ? kIpv4HeaderLen : kIpv6HeaderLen) + kTcpHeaderLen + opt_len;
+}
+
+// Writes the Ethernet, IP and TCP headers (options included) in front of a
+// payload of `payload_len` bytes already in place at
+// out[TcpPayloadOffset(...)], e.g. peeked there from a socket, and computes
+// the TCP checksum. Returns the frame length, 0 if out is too short, the
+// options are malformed or the packet would exceed 65535 bytes.
+size_t FinishTcpFrame(std::span<uint8_t> out, const FrameAddrs& a, const TcpSegmentHeader& h,
+                      size_t payload_len);
+
 // An ICMP (IPv4) or ICMPv6 (IPv6) echo request or reply with identifier,
 // sequence and data.
 size_t BuildEchoFrame(std::span<uint8_t> out, const FrameAddrs& a, bool reply, uint16_t id,

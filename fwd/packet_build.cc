@@ -94,6 +94,28 @@ size_t BuildUdpFrame(std::span<uint8_t> out, const FrameAddrs& a, uint16_t sport
   return FinishUdpFrame(out, a, sport, dport, payload.size());
 }
 
+size_t FinishTcpFrame(std::span<uint8_t> out, const FrameAddrs& a, const TcpSegmentHeader& h,
+                      size_t payload_len) {
+  size_t opt_len = h.options.size();
+  if (opt_len % 4 || opt_len > 40) return 0;
+  size_t l4_len = kTcpHeaderLen + opt_len + payload_len;
+  size_t l4_off = kEthHeaderLen + IpHeaderLen(a.src);
+  if (l4_len > MaxL4Len(a.src) || out.size() < l4_off + l4_len) return 0;
+  WriteEthIpHeaders(out.data(), a, IPPROTO_TCP, l4_len);
+  uint8_t* t = out.data() + l4_off;
+  Store16(t, h.sport);
+  Store16(t + 2, h.dport);
+  Store32(t + 4, h.seq);
+  Store32(t + 8, h.ack);
+  t[12] = static_cast<uint8_t>(((kTcpHeaderLen + opt_len) / 4) << 4);
+  t[13] = h.flags;
+  Store16(t + 14, h.window);
+  Store16(t + 18, 0);  // urgent pointer
+  if (opt_len) std::memcpy(t + kTcpHeaderLen, h.options.data(), opt_len);
+  FillL4Checksum(out.subspan(l4_off, l4_len), a.src, a.dst, IPPROTO_TCP, 16);
+  return l4_off + l4_len;
+}
+
 size_t BuildEchoFrame(std::span<uint8_t> out, const FrameAddrs& a, bool reply, uint16_t id,
                       uint16_t seq, std::span<const uint8_t> data) {
   bool v4 = a.src.IsV4();

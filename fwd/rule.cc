@@ -229,13 +229,7 @@ absl::Status ValidateTableSet(const TableSet& set, const TargetContext& ctx) {
     if (host) {
       for (size_t i = 0; i < host->rules.size(); i++) {
         const Rule& r = host->rules[i];
-        if (ctx.tap_guest && !r.has_target_addr()) {
-          if (r.proto == kProtoTcp)
-            return absl::InvalidArgumentError(absl::StrCat(
-                RuleRef(*host, i),
-                ": TCP to the VM on the tap link is not supported yet; give a target address"));
-          continue;  // delivered to the guest over the link
-        }
+        if (ctx.tap_guest && !r.has_target_addr()) continue;  // to the guest over the link
         if (TargetsOwnListener(host->rules[i]))
           return absl::InvalidArgumentError(
               absl::StrCat(RuleRef(*host, i),

@@ -111,8 +111,7 @@ absl::Status ValidateTable(const Table& t);
 // What the daemon knows about its target side when it validates a table set.
 struct TargetContext {
   bool has_netns = false;  // a target namespace is set (SPLICE and SCAN allowed)
-  // HOST rules without a target address deliver to a VM on the tap link
-  // (UDP only: TCP over the link is tap mode part 2).
+  // HOST rules without a target address deliver to a VM on the tap link.
   bool tap_guest = false;
 };
 

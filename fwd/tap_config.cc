@@ -69,7 +69,8 @@ absl::StatusOr<TapLinkOptions> BuildTapLinkOptions(const TapArgs& args, const Ho
   if (!args.tap && args.qemu_socket.empty()) {
     if (args.AnyLinkOption())
       return absl::InvalidArgumentError(
-          "--mtu, --address, --gateway, --dns, --dns-forward, --mac and --no-map-host-loopback "
+          "--mtu, --address, --gateway, --dns, --dns-forward, --mac, --tap-fault and "
+          "--no-map-host-loopback "
           "need --tap or --qemu-socket");
     return o;  // tap mode off
   }
@@ -88,6 +89,11 @@ absl::StatusOr<TapLinkOptions> BuildTapLinkOptions(const TapArgs& args, const Ho
     l.our_mac = *m;
   }
   l.map_host_loopback = !args.no_map_host_loopback;
+  if (!args.fault.empty()) {
+    absl::StatusOr<LinkFaultOptions> f = ParseLinkFault(args.fault);
+    if (!f.ok()) return f.status();
+    o.fault = *f;
+  }
 
   // Addresses: the options, else the template's first global address.
   bool addr4 = false, addr6 = false;

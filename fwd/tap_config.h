@@ -27,11 +27,12 @@ struct TapArgs {
   std::vector<std::string> dns_forward;
   std::string mac;
   bool no_map_host_loopback = false;
+  std::string fault;  // --tap-fault drop=N,reorder=M (tests)
 
   // True if any tap-only option was given.
   bool AnyLinkOption() const {
     return mtu || !addresses.empty() || !gateways.empty() || !dns.empty() || !dns_forward.empty() ||
-           !mac.empty() || no_map_host_loopback;
+           !mac.empty() || no_map_host_loopback || !fault.empty();
   }
 };
 

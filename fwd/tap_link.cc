@@ -78,10 +78,17 @@ absl::StatusOr<std::unique_ptr<TapLink>> TapLink::Create(Ring* ring, const TapLi
   } else {
     return absl::InvalidArgumentError("tap link without a mode");
   }
+  if (opts.fault.enabled()) {
+    link->fault_sink_ =
+        std::make_unique<FaultSink>(link->source_.get(), opts.fault, link->source_->MaxFrame());
+    link->fault_in_ = std::make_unique<FaultFilter>(opts.fault);
+  }
   link->services_ = std::make_unique<LinkServices>(link->config_, link->state_);
-  link->udp_ = std::make_unique<TapUdp>(ring, link->config_, link->state_, host,
-                                        link->source_.get(), link->source_->MaxFrame(), opts.udp);
+  link->udp_ = std::make_unique<TapUdp>(ring, link->config_, link->state_, host, link->sink(),
+                                        link->source_->MaxFrame(), opts.udp);
   link->icmp_ = std::make_unique<TapIcmp>(ring, link->config_, link->state_);
+  link->tcp_ = std::make_unique<TapTcp>(ring, link->config_, link->state_, host, link->sink(),
+                                        link->source_->MaxFrame(), *link->udp_, opts.tcp);
   link->source_->Start();
   return link;
 }
@@ -97,8 +104,13 @@ void TapLink::Dispatch(const io_uring_cqe& cqe, UserData ud, int64_t now_ns) {
     case kind::kTapUdp:
       udp_->HandleCompletion(cqe, ud, now_ns);
       return;
+    case kind::kTapTcp:
+    case kind::kTapTcpOut:
+    case kind::kTapTcpConnect:
+      tcp_->HandleCompletion(cqe, ud, now_ns);
+      return;
     case kind::kTapPing:
-      icmp_->HandleCompletion(cqe, ud, now_ns, *source_);
+      icmp_->HandleCompletion(cqe, ud, now_ns, *sink());
       return;
     default:
       return;
@@ -110,11 +122,13 @@ void TapLink::Process(int64_t now_ns) {
   source_->DeliverReceived();
   if (udp_->HasReady()) udp_->RunReady(now_ns);
   if (udp_->HasBlocked()) udp_->RunBlocked(now_ns);
+  if (tcp_->HasBlocked()) tcp_->RunBlocked(now_ns);
 }
 
 void TapLink::Tick(int64_t now_ns) {
   now_ns_ = now_ns;
-  services_->Tick(now_ns, *source_);
+  services_->Tick(now_ns, *sink());
+  tcp_->Tick(now_ns);
   if (now_ns >= next_expire_ns_) {
     next_expire_ns_ = now_ns + 1'000'000'000;
     udp_->Expire(now_ns);
@@ -127,11 +141,34 @@ void TapLink::Tick(int64_t now_ns) {
 void TapLink::Shutdown() {
   udp_->CloseAll();
   icmp_->CloseAll();
+  tcp_->CloseAll();
 }
 
 void TapLink::OnFrames(std::span<const std::span<const uint8_t>> frames) {
   batch_->Clear();
-  for (std::span<const uint8_t> f : frames) {
+  for (size_t i = 0; i < frames.size(); i++) {
+    if (fault_in_) {
+      FaultFilter::Verdict v = fault_in_->Next();
+      if (v == FaultFilter::Verdict::kDrop) {
+        stats_.fault_dropped++;
+        continue;
+      }
+      if (v == FaultFilter::Verdict::kReorder && i + 1 < frames.size()) {
+        stats_.fault_reordered++;
+        OnFrame(frames[i + 1]);
+        OnFrame(frames[i]);
+        i++;
+        continue;
+      }
+    }
+    OnFrame(frames[i]);
+  }
+  RunBatch(now_ns_);
+  batch_->Clear();
+}
+
+void TapLink::OnFrame(std::span<const uint8_t> f) {
+  {
     stats_.frames++;
     FrameView v = ParseFrame(f);
     if (!v.ok()) {
@@ -139,21 +176,21 @@ void TapLink::OnFrames(std::span<const std::span<const uint8_t>> frames) {
       stats_.dropped++;
       LOG_RATELIMITED(log::Level::kDebug, "tap: dropped a frame of %d bytes: %s", f.size(),
                       DropReasonName(v.drop));
-      continue;
+      return;
     }
     if (!IsMulticastMac(v.eth_dst) && v.eth_dst != config_.our_mac) {
       stats_.not_for_us++;
       stats_.dropped++;
-      continue;
+      return;
     }
-    if (services_->Handle(v, f, *source_)) {
+    if (services_->Handle(v, f, *sink())) {
       stats_.services++;
-      continue;
+      return;
     }
     if (v.l3 != L3Kind::kIpv4 && v.l3 != L3Kind::kIpv6) {
       stats_.other_dropped++;
       stats_.dropped++;
-      continue;
+      return;
     }
     switch (v.l4_proto) {
       case IPPROTO_UDP:
@@ -169,15 +206,14 @@ void TapLink::OnFrames(std::span<const std::span<const uint8_t>> frames) {
           stats_.icmp_dropped++;
           stats_.dropped++;
         }
-        continue;
+        return;
       case IPPROTO_TCP:
-        stats_.tcp_dropped++;  // tap mode part 2
-        stats_.dropped++;
-        continue;
+        stats_.tcp++;
+        break;
       default:
         stats_.other_dropped++;
         stats_.dropped++;
-        continue;
+        return;
     }
     if (!batch_->Add(v, f)) {
       RunBatch(now_ns_);
@@ -185,8 +221,6 @@ void TapLink::OnFrames(std::span<const std::span<const uint8_t>> frames) {
       batch_->Add(v, f);
     }
   }
-  RunBatch(now_ns_);
-  batch_->Clear();
 }
 
 void TapLink::RunBatch(int64_t now_ns) {
@@ -195,8 +229,16 @@ void TapLink::RunBatch(int64_t now_ns) {
   for (size_t g = 0; g < batch_->group_count(); g++) {
     std::span<const uint16_t> group = batch_->group(g);
     const FrameView& v = batch_->view(group[0]);
-    if (v.l4_proto == IPPROTO_UDP) udp_->HandleGroup(*batch_, group, now_ns);
+    if (v.l4_proto == IPPROTO_UDP)
+      udp_->HandleGroup(*batch_, group, now_ns);
+    else if (v.l4_proto == IPPROTO_TCP)
+      tcp_->HandleGroup(*batch_, group, now_ns);
   }
+}
+
+bool TapLink::IsGuestAddress(const Addr6& a) const {
+  if (a.IsV4()) return config_.has_v4 && a == Addr6::FromV4(ntohl(config_.addr4.s_addr));
+  return config_.has_v6 && a == Addr6::FromIn6(config_.addr6);
 }
 
 std::string TapLink::Summary() const {
@@ -209,11 +251,20 @@ std::string TapLink::Summary() const {
   return absl::StrCat(
       "tap: ", s.frames_in, " frames in, ", s.frames_out, " out; dropped ", stats_.dropped,
       " (bad:", bad.empty() ? " none" : bad, "; not for us ", stats_.not_for_us, ", icmp ",
-      stats_.icmp_dropped, ", tcp ", stats_.tcp_dropped, ", other ", stats_.other_dropped,
-      "); services ", stats_.services, "; udp flows ", u.flows_created, ", datagrams out ",
-      u.datagrams_out, " in ", u.datagrams_in, ", icmp errors ", u.icmp_errors, ", udp dropped ",
-      u.dropped, "; icmp echo ", icmp_->stats().requests, " requests ", icmp_->stats().replies,
-      " replies ", icmp_->stats().not_permitted, " not permitted; send queue full ", s.out_dropped);
+      stats_.icmp_dropped, ", other ", stats_.other_dropped, "); services ", stats_.services,
+      "; udp flows ", u.flows_created, ", datagrams out ", u.datagrams_out, " in ", u.datagrams_in,
+      ", icmp errors ", u.icmp_errors, ", udp dropped ", u.dropped, "; icmp echo ",
+      icmp_->stats().requests, " requests ", icmp_->stats().replies, " replies ",
+      icmp_->stats().not_permitted, " not permitted; tcp flows ", tcp_->stats().flows_created, " (",
+      tcp_->active(), " open, ", tcp_->stats().connect_failed, " refused, ",
+      tcp_->stats().syn_dropped, " SYNs dropped), segments in ", tcp_->stats().segments_in, " out ",
+      tcp_->stats().segments_out, ", retransmits ", tcp_->stats().retransmits, "+",
+      tcp_->stats().fast_retransmits, " fast, bad checksums ", tcp_->stats().bad_checksum,
+      "; send queue full ", s.out_dropped,
+      fault_in_ ? absl::StrCat("; faults: dropped ", stats_.fault_dropped, "+",
+                               fault_sink_->filter().dropped, " reordered ", stats_.fault_reordered,
+                               "+", fault_sink_->filter().reordered)
+                : std::string());
 }
 
 }  // namespace ringfwd

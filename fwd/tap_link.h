@@ -7,9 +7,8 @@
 // dropped and counted by reason; the link services (ARP, NDP, DHCP, DHCPv6)
 // take theirs and answer at once; the rest are grouped by flow (FrameBatch)
 // and each group goes to its translator: UDP to TapUdp; ICMP echo requests
-// go to TapIcmp (ping sockets) as they come; TCP waits for the translator
-// of tap mode part 2 (counted and dropped until then); anything else, other
-// ICMP included, is counted and dropped. Everything the link sends is committed to the
+// go to TapIcmp (ping sockets) as they come; TCP to TapTcp; anything else,
+// other ICMP included, is counted and dropped. Everything the link sends is committed to the
 // source's send queue, which the loop flushes once per iteration (Flush), so
 // all writes of an iteration go to the kernel in one submission.
 #pragma once
@@ -25,10 +24,12 @@
 #include "absl/status/statusor.h"
 #include "fwd/frame_batch.h"
 #include "fwd/link_config.h"
+#include "fwd/link_fault.h"
 #include "fwd/link_services.h"
 #include "fwd/netns.h"
 #include "fwd/packet.h"
 #include "fwd/tap_icmp.h"
+#include "fwd/tap_tcp.h"
 #include "fwd/tap_udp.h"
 #include "uring/frame_source.h"
 #include "uring/ring.h"
@@ -42,6 +43,8 @@ struct TapLinkOptions {
   std::string qemu_path;        // kQemu: the UNIX socket to listen on
   LinkConfig link;
   TapUdpOptions udp;
+  TapTcpOptions tcp;
+  LinkFaultOptions fault;  // --tap-fault, for tests
 };
 
 struct TapLinkStats {
@@ -49,12 +52,14 @@ struct TapLinkStats {
   uint64_t dropped = 0;  // every frame not consumed, whatever the reason
   std::array<uint64_t, static_cast<size_t>(DropReason::kCount)> bad{};  // ParseFrame refusals
   uint64_t not_for_us = 0;                                              // unicast to another MAC
-  uint64_t services = 0;      // taken by the link services
-  uint64_t udp = 0;           // frames given to the UDP translator
-  uint64_t icmp_echo = 0;     // echo requests given to the ICMP translator
-  uint64_t icmp_dropped = 0;  // other ICMP from the guest
-  uint64_t tcp_dropped = 0;
+  uint64_t services = 0;       // taken by the link services
+  uint64_t udp = 0;            // frames given to the UDP translator
+  uint64_t icmp_echo = 0;      // echo requests given to the ICMP translator
+  uint64_t icmp_dropped = 0;   // other ICMP from the guest
+  uint64_t tcp = 0;            // segments given to the TCP translator
   uint64_t other_dropped = 0;  // other IP protocols
+  uint64_t fault_dropped = 0;  // --tap-fault, from the guest
+  uint64_t fault_reordered = 0;
 };
 
 class TapLink : public FrameReceiver {
@@ -73,11 +78,14 @@ class TapLink : public FrameReceiver {
   // flows with data left read on.
   void Process(int64_t now_ns);
   // Whether Process() has work left without waiting for a completion.
-  bool HasWork() const { return udp_->HasReady(); }
+  bool HasWork() const { return udp_->HasReady() || tcp_->HasBlocked(); }
   // Periodic work: router advertisements, UDP expiry, re-armed reads.
   void Tick(int64_t now_ns);
   // Queues every frame committed since the last call on the ring.
-  void Flush() { source_->Flush(); }
+  void Flush() {
+    if (fault_sink_) fault_sink_->Release();
+    source_->Flush();
+  }
   // Closes the translated flows (their polls are removed on the ring).
   void Shutdown();
   // Whether HOST rules without a target address deliver to the guest over
@@ -87,6 +95,13 @@ class TapLink : public FrameReceiver {
   void HandleInboundUdp(const TapInboundListener& l, int64_t now_ns) {
     udp_->HandleInbound(l, now_ns);
   }
+  // A connection accepted by a HOST rule whose target is the guest: it
+  // becomes a connection to the guest's `port` (its SYN is sent now).
+  void HandleInboundTcp(Fd client, uint16_t port, int64_t now_ns) {
+    tcp_->Accept(std::move(client), port, now_ns);
+  }
+  // Whether `a` is the guest's address on the link.
+  bool IsGuestAddress(const Addr6& a) const;
   // The listener goes away or changes target: its inbound flows close.
   void FlushListener(uint32_t index) { udp_->FlushListener(index); }
 
@@ -97,6 +112,7 @@ class TapLink : public FrameReceiver {
   const LinkCounters& service_counters() const { return services_->counters(); }
   const TapUdpStats& udp_stats() const { return udp_->stats(); }
   const TapIcmpStats& icmp_stats() const { return icmp_->stats(); }
+  const TapTcpStats& tcp_stats() const { return tcp_->stats(); }
   const LinkConfig& config() const { return config_; }
   // One line of counters for the logs.
   std::string Summary() const;
@@ -104,14 +120,22 @@ class TapLink : public FrameReceiver {
  private:
   explicit TapLink(const TapLinkOptions& opts);
   void RunBatch(int64_t now_ns);
+  void OnFrame(std::span<const uint8_t> f);
+  // Where frames for the guest go: the source, or a FaultSink before it.
+  FrameSink* sink() {
+    return fault_sink_ ? static_cast<FrameSink*>(fault_sink_.get()) : source_.get();
+  }
 
   LinkConfig config_;
   LinkState state_;
   TapLinkOptions::Mode mode_;
   std::unique_ptr<FrameSource> source_;
+  std::unique_ptr<FaultSink> fault_sink_;
+  std::unique_ptr<FaultFilter> fault_in_;
   std::unique_ptr<LinkServices> services_;
   std::unique_ptr<TapUdp> udp_;
   std::unique_ptr<TapIcmp> icmp_;
+  std::unique_ptr<TapTcp> tcp_;
   std::unique_ptr<FrameBatch> batch_;
   int64_t now_ns_ = 0;
   int64_t next_expire_ns_ = 0;

@@ -86,6 +86,8 @@ Tap mode (a Layer-2 link for a VM or a namespace, as passt and pasta give):
       --mac MAC           our MAC on the link (default 02:52:46:57:44:01)
       --no-map-host-loopback  traffic to the gateway's address goes to the
                           gateway itself, not to the host's loopback
+      --tap-fault drop=N,reorder=M  for tests: drop every Nth frame and swap
+                          every Mth with the next, both ways on the link
 
   -h, --help              this help
       --version           print the version
@@ -177,7 +179,8 @@ int ParseArgs(int argc, char** argv, Args* a) {
     kDns,
     kDnsForward,
     kMac,
-    kNoMapLoopback
+    kNoMapLoopback,
+    kTapFault
   };
   static const option kLong[] = {
       {"tcp-ports", required_argument, nullptr, 't'},
@@ -209,6 +212,7 @@ int ParseArgs(int argc, char** argv, Args* a) {
       {"dns-forward", required_argument, nullptr, kDnsForward},
       {"mac", required_argument, nullptr, kMac},
       {"no-map-host-loopback", no_argument, nullptr, kNoMapLoopback},
+      {"tap-fault", required_argument, nullptr, kTapFault},
       {nullptr, 0, nullptr, 0},
   };
   int c;
@@ -299,6 +303,9 @@ int ParseArgs(int argc, char** argv, Args* a) {
         break;
       case kNoMapLoopback:
         a->tap.no_map_host_loopback = true;
+        break;
+      case kTapFault:
+        a->tap.fault = optarg;
         break;
       case kVersionOpt:
         std::printf("%s\n", kVersion);

@@ -368,6 +368,49 @@ TEST(BuildFrame, UdpBothFamiliesParseBackWithValidChecksums) {
   }
 }
 
+TEST(BuildFrame, TcpBothFamiliesWithOptionsParseBackWithValidChecksums) {
+  const uint8_t opts[8] = {2, 4, 5, 0xb4, 1, 3, 3, 7};
+  for (const FrameAddrs& a : {Addrs4(), Addrs6()}) {
+    for (size_t opt_len : {size_t{0}, size_t{8}}) {
+      for (size_t len : {size_t{0}, size_t{1}, size_t{1460}}) {
+        size_t off = TcpPayloadOffset(a.src.IsV4(), opt_len);
+        Bytes out(off + len);
+        for (size_t i = 0; i < len; i++) out[off + i] = static_cast<uint8_t>(i * 13);
+        TcpSegmentHeader h;
+        h.sport = 80;
+        h.dport = 40000;
+        h.seq = 0xfffffff0u;
+        h.ack = 12345;
+        h.flags = kTcpAck | kTcpPsh;
+        h.window = 512;
+        h.options = std::span<const uint8_t>(opts, opt_len);
+        ASSERT_EQ(FinishTcpFrame(out, a, h, len), off + len);
+        ExpectChecksumsValid(out, "tcp");
+        FrameView v = ParseFrame(S(out));
+        ASSERT_TRUE(v.ok()) << DropReasonName(v.drop);
+        EXPECT_EQ(v.l4_proto, IPPROTO_TCP);
+        EXPECT_EQ(v.sport, 80);
+        EXPECT_EQ(v.dport, 40000);
+        EXPECT_EQ(v.tcp_seq, 0xfffffff0u);
+        EXPECT_EQ(v.tcp_ack, 12345u);
+        EXPECT_EQ(v.tcp_flags, kTcpAck | kTcpPsh);
+        EXPECT_EQ(v.tcp_window, 512);
+        EXPECT_EQ(v.tcp_opt_len, opt_len);
+        EXPECT_EQ(v.payload_off, off);
+        EXPECT_EQ(v.payload_len, len);
+        EXPECT_TRUE(VerifyL4Checksum(v, S(out)));
+        Bytes small(off + len - 1);
+        EXPECT_EQ(FinishTcpFrame(small, a, h, len), 0u);
+      }
+    }
+    // Options not a multiple of 4: refused.
+    Bytes out(200);
+    TcpSegmentHeader h;
+    h.options = std::span<const uint8_t>(opts, 3);
+    EXPECT_EQ(FinishTcpFrame(out, a, h, 0), 0u);
+  }
+}
+
 TEST(BuildFrame, FinishUdpFrameAroundAPayloadInPlace) {
   Bytes out(kUdp6FrameHeadersLen + 3);
   out[kUdp6FrameHeadersLen] = 'a';

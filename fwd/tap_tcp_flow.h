@@ -1,0 +1,64 @@
+// The state of one translated TCP flow and the translator's scratch space:
+// private to fwd/tap_tcp.cc and fwd/tap_tcp_send.cc (see fwd/tap_tcp.h for
+// the theory of operation).
+#pragma once
+
+#include <sys/uio.h>
+
+#include <cstdint>
+
+#include "fwd/tap_tcp.h"
+
+namespace ringfwd {
+
+struct TapTcp::Flow {
+  State state = State::kFree;
+  uint32_t gen = 0;
+  Fd sock;
+  Key key{};
+  SockAddr target;  // read by the kernel when the connect is submitted
+  bool armed_in = false;
+  bool armed_out = false;
+  bool connecting = false;  // connect in flight
+  bool blocked = false;     // in blocked_
+  // The window we gave was small: tell the guest when it grows (on POLLOUT,
+  // else on the timer: POLLOUT fires once a third of the buffer is free,
+  // which can be before our window grew).
+  bool want_update = false;
+  // Updates sent since the guest last sent data, and when the last went: an
+  // update the link lost would leave the guest on its persist timer, whose
+  // backoff grows to minutes, so it is repeated a few times.
+  int updates = 0;
+  int64_t update_at = 0;
+  // Toward the guest. Sequence numbers of the data at the head of the
+  // socket's receive queue (snd_una), the next to send, the highest sent.
+  uint32_t iss = 0, snd_una = 0, snd_nxt = 0, snd_max = 0;
+  uint32_t fin_seq = 0;
+  bool sock_eof = false;  // the socket reached EOF (peek returned 0)
+  bool fin_sent = false;  // our FIN is in snd_nxt
+  bool fin_ever = false;  // fin_seq is set
+  bool fin_acked = false;
+  bool probe = false;      // the next Send may put one byte into a zero window
+  uint64_t guest_wnd = 0;  // bytes
+  uint8_t guest_ws = 0;
+  uint8_t our_ws = 0;
+  uint16_t mss = 536;  // our segments to the guest
+  uint32_t dup_acks = 0;
+  bool recovering = false;  // fast recovery until snd_una passes `recover`
+  uint32_t recover = 0;
+  // From the guest.
+  uint32_t irs = 0, rcv_nxt = 0, rcv_adv = 0;  // rcv_adv: right edge advertised
+  bool guest_fin = false;
+  // Timers.
+  int64_t rto_ns = 0;
+  int64_t rto_at = 0;  // 0: off
+  int retries = 0;
+  int64_t last_active = 0;
+};
+
+struct TapTcp::Scratch {
+  iovec iov[FrameBatch::kMaxFrames];
+  uint16_t pending[FrameBatch::kMaxFrames];
+};
+
+}  // namespace ringfwd

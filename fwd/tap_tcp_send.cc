@@ -1,0 +1,264 @@
+// TapTcp, the sending half: segments to the guest (data peeked from the
+// socket, control segments, resets), the windows we advertise, rewinds.
+#include <linux/sockios.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "fwd/kinds.h"
+#include "fwd/packet.h"
+#include "fwd/tap_tcp.h"
+#include "fwd/tap_tcp_flow.h"
+#include "uring/log.h"
+
+namespace ringfwd {
+namespace {
+
+constexpr int kMaxUpdates = 8;                    // repeats of a window update
+constexpr int64_t kUpdateRepeatNs = 200'000'000;  // between them
+
+}  // namespace
+
+void TapTcp::Rewind(uint32_t idx) {
+  Flow& f = flows_[idx];
+  f.snd_nxt = f.snd_una;
+  if (f.fin_sent && !f.fin_acked) f.fin_sent = false;  // resent after the data
+  f.dup_acks = 0;
+  f.recovering = false;
+}
+
+void TapTcp::Send(uint32_t idx, int64_t now_ns) {
+  Flow& f = flows_[idx];
+  if (f.state != State::kEstablished || f.fin_sent) return;
+  bool v4 = f.key.guest.IsV4();
+  size_t hdr = TcpPayloadOffset(v4, 0);
+  uint64_t wnd = f.guest_wnd;
+  if (!wnd && f.probe) wnd = 1;
+  uint32_t wnd_end = f.snd_una + static_cast<uint32_t>(std::min<uint64_t>(wnd, 1u << 30));
+  if (!SeqLt(f.snd_nxt, wnd_end)) {
+    // A closed window with nothing in flight: probe it on the timer.
+    if (!f.guest_wnd && f.snd_nxt == f.snd_una && !f.rto_at) f.rto_at = now_ns + f.rto_ns;
+    return;
+  }
+  int off = static_cast<int>(f.snd_nxt - f.snd_una);
+  if (setsockopt(f.sock.get(), SOL_SOCKET, SO_PEEK_OFF, &off, sizeof(off)) < 0) {
+    Abort(idx, true, true);
+    return;
+  }
+  FrameAddrs a = AddrsOf(f.key);
+  while (SeqLt(f.snd_nxt, wnd_end)) {
+    size_t seg = std::min<size_t>(f.mss, wnd_end - f.snd_nxt);
+    std::span<uint8_t> buf = sink_->Reserve(hdr + seg);
+    if (buf.empty()) {
+      stats_.sink_full++;
+      Block(idx);
+      break;
+    }
+    ssize_t n = recv(f.sock.get(), buf.data() + hdr, seg, MSG_PEEK | MSG_DONTWAIT);
+    if (n < 0) {
+      sink_->Commit(0);
+      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) break;
+      LOG_DEBUG("tap TCP: read from %s: %s", f.target.ToString(), std::strerror(errno));
+      Abort(idx, true, false);
+      return;
+    }
+    if (n == 0) {
+      // EOF after everything sent: our FIN.
+      sink_->Commit(0);
+      f.sock_eof = true;
+      if (!f.fin_ever) {
+        f.fin_ever = true;
+        f.fin_seq = f.snd_nxt;
+      }
+      if (!SendControl(idx, kTcpFin | kTcpAck)) break;
+      f.fin_sent = true;
+      f.snd_nxt++;
+      if (SeqGt(f.snd_nxt, f.snd_max)) f.snd_max = f.snd_nxt;
+      break;
+    }
+    TcpSegmentHeader h;
+    h.sport = f.key.dport;
+    h.dport = f.key.gport;
+    h.seq = f.snd_nxt;
+    h.ack = f.rcv_nxt;
+    h.flags = kTcpAck | (static_cast<size_t>(n) < seg ? kTcpPsh : 0);
+    h.window = Window(idx);
+    size_t len = FinishTcpFrame(buf, a, h, n);
+    sink_->Commit(len);
+    if (!len) break;
+    stats_.segments_out++;
+    if (f.probe && !f.guest_wnd) stats_.probes++;
+    f.snd_nxt += static_cast<uint32_t>(n);
+    if (SeqGt(f.snd_nxt, f.snd_max)) f.snd_max = f.snd_nxt;
+  }
+  f.probe = false;
+  if (f.snd_nxt != f.snd_una && !f.rto_at) f.rto_at = now_ns + f.rto_ns;
+}
+
+void TapTcp::ResendHead(uint32_t idx) {
+  Flow& f = flows_[idx];
+  if (f.state != State::kEstablished || f.snd_nxt == f.snd_una) return;
+  if (f.fin_sent && f.snd_una == f.fin_seq) {
+    // Only our FIN is outstanding.
+    uint32_t nxt = f.snd_nxt;
+    f.snd_nxt = f.fin_seq;
+    SendControl(idx, kTcpFin | kTcpAck);
+    f.snd_nxt = nxt;
+    return;
+  }
+  uint32_t data_end = f.fin_sent ? f.fin_seq : f.snd_nxt;
+  bool v4 = f.key.guest.IsV4();
+  size_t hdr = TcpPayloadOffset(v4, 0);
+  size_t seg = std::min<size_t>(f.mss, data_end - f.snd_una);
+  int zero = 0;
+  if (setsockopt(f.sock.get(), SOL_SOCKET, SO_PEEK_OFF, &zero, sizeof(zero)) < 0) return;
+  std::span<uint8_t> buf = sink_->Reserve(hdr + seg);
+  if (buf.empty()) {
+    stats_.sink_full++;
+    return;  // the timer resends
+  }
+  ssize_t n = recv(f.sock.get(), buf.data() + hdr, seg, MSG_PEEK | MSG_DONTWAIT);
+  if (n <= 0) {
+    sink_->Commit(0);
+    return;
+  }
+  TcpSegmentHeader h;
+  h.sport = f.key.dport;
+  h.dport = f.key.gport;
+  h.seq = f.snd_una;
+  h.ack = f.rcv_nxt;
+  h.flags = kTcpAck;
+  h.window = Window(idx);
+  size_t len = FinishTcpFrame(buf, AddrsOf(f.key), h, n);
+  sink_->Commit(len);
+  if (len) stats_.segments_out++;
+}
+
+bool TapTcp::SendControl(uint32_t idx, uint8_t flags) {
+  Flow& f = flows_[idx];
+  bool v4 = f.key.guest.IsV4();
+  uint8_t opts[8];
+  size_t opt_len = 0;
+  if (flags & kTcpSyn)
+    opt_len = WriteSynOptions(opts, MssForMtu(config_.mtu, v4), f.our_ws ? f.our_ws : -1);
+  std::span<uint8_t> buf = sink_->Reserve(TcpPayloadOffset(v4, opt_len));
+  if (buf.empty()) {
+    stats_.sink_full++;
+    return false;
+  }
+  TcpSegmentHeader h;
+  h.sport = f.key.dport;
+  h.dport = f.key.gport;
+  h.seq = (flags & kTcpSyn) ? f.iss : f.snd_nxt;
+  h.ack = (flags & kTcpAck) ? f.rcv_nxt : 0;
+  h.flags = flags;
+  h.options = std::span<const uint8_t>(opts, opt_len);
+  if (flags & kTcpSyn) {
+    // The window of a SYN is never scaled.
+    int space = 0;
+    socklen_t sl = sizeof(space);
+    getsockopt(f.sock.get(), SOL_SOCKET, SO_SNDBUF, &space, &sl);
+    h.window = static_cast<uint16_t>(std::min(space > 0 ? space : 0, 65535));
+    f.rcv_adv = f.rcv_nxt + h.window;
+  } else if (!(flags & kTcpRst)) {
+    h.window = Window(idx);
+  }
+  size_t len = FinishTcpFrame(buf, AddrsOf(f.key), h, 0);
+  sink_->Commit(len);
+  if (!len) return false;
+  stats_.segments_out++;
+  if (flags & kTcpRst) stats_.rst_out++;
+  return true;
+}
+
+void TapTcp::ResetUnknown(const FrameView& v) {
+  bool v4 = v.src.IsV4();
+  std::span<uint8_t> buf = sink_->Reserve(TcpPayloadOffset(v4, 0));
+  if (buf.empty()) {
+    stats_.sink_full++;
+    return;
+  }
+  TcpSegmentHeader h;
+  h.sport = v.dport;
+  h.dport = v.sport;
+  if (v.tcp_flags & kTcpAck) {
+    h.seq = v.tcp_ack;
+    h.flags = kTcpRst;
+  } else {
+    h.seq = 0;
+    h.ack = v.tcp_seq + v.payload_len + ((v.tcp_flags & kTcpSyn) ? 1 : 0) +
+            ((v.tcp_flags & kTcpFin) ? 1 : 0);
+    h.flags = kTcpRst | kTcpAck;
+  }
+  FrameAddrs a;
+  a.src_mac = config_.our_mac;
+  a.dst_mac = state_.guest_mac;
+  a.src = v.dst;
+  a.dst = v.src;
+  size_t len = FinishTcpFrame(buf, a, h, 0);
+  sink_->Commit(len);
+  if (len) {
+    stats_.segments_out++;
+    stats_.rst_out++;
+  }
+}
+
+int64_t TapTcp::Space(uint32_t idx, int64_t* outq_out) {
+  Flow& f = flows_[idx];
+  int sndbuf = 0, outq = 0;
+  socklen_t sl = sizeof(sndbuf);
+  getsockopt(f.sock.get(), SOL_SOCKET, SO_SNDBUF, &sndbuf, &sl);
+  ioctl(f.sock.get(), SIOCOUTQ, &outq);
+  if (outq_out) *outq_out = outq;
+  // SO_SNDBUF counts the kernel's overhead too: half of it for payload is
+  // what the kernel itself assumes (tcp_wmem).
+  return std::max<int64_t>(0, int64_t{sndbuf} / 2 - outq);
+}
+
+uint16_t TapTcp::Window(uint32_t idx) {
+  Flow& f = flows_[idx];
+  int64_t space = f.guest_fin ? 0 : Space(idx, nullptr);
+  uint64_t need = SeqGt(f.rcv_adv, f.rcv_nxt) ? f.rcv_adv - f.rcv_nxt : 0;
+  uint64_t wnd = std::max<uint64_t>(static_cast<uint64_t>(space), need);
+  uint64_t field = wnd >> f.our_ws;
+  if ((field << f.our_ws) < need) field++;  // never behind the edge already advertised
+  if (field > 65535) field = 65535;
+  uint32_t right = f.rcv_nxt + static_cast<uint32_t>(field << f.our_ws);
+  if (SeqGt(right, f.rcv_adv)) f.rcv_adv = right;
+  return static_cast<uint16_t>(field);
+}
+
+void TapTcp::UpdateWindow(uint32_t idx, int64_t now_ns) {
+  Flow& f = flows_[idx];
+  if (f.state != State::kEstablished || f.guest_fin || f.updates >= kMaxUpdates) {
+    f.want_update = false;
+    return;
+  }
+  uint32_t before = f.rcv_adv;
+  Window(idx);
+  bool grew = f.rcv_adv != before;
+  bool open = SeqGe(f.rcv_adv, f.rcv_nxt + f.mss);
+  // Room in the send buffer: the guest hears of it, and again after a while
+  // if it still sends nothing.
+  if (grew || (open && f.updates > 0 && now_ns >= f.update_at)) {
+    if (SendControl(idx, kTcpAck) && open) {
+      f.updates++;
+      f.update_at = now_ns + kUpdateRepeatNs;
+    }
+  }
+}
+
+void TapTcp::ArmOut(uint32_t idx) {
+  Flow& f = flows_[idx];
+  f.want_update = true;
+  if (f.armed_out || !f.sock) return;
+  ring_->PrepPoll(f.sock.get(), POLLOUT, UserData{kind::kTapTcpOut, f.gen, idx}.Pack());
+  f.armed_out = true;
+}
+
+}  // namespace ringfwd

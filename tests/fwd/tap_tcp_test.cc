@@ -1,0 +1,258 @@
+// TapTcp against the kernel: a real ring and a TCP server on the loopback
+// (the gateway's address maps to it), with frames from a pretend guest.
+#include "fwd/tap_tcp.h"
+
+#include <arpa/inet.h>
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <chrono>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "fwd/kinds.h"
+#include "fwd/packet.h"
+#include "fwd/tap_udp.h"
+#include "gtest/gtest.h"
+
+namespace ringfwd {
+namespace {
+
+constexpr int64_t kSec = 1'000'000'000;
+
+struct VectorSink : FrameSink {
+  std::vector<uint8_t> buf = std::vector<uint8_t>(70000);
+  std::vector<std::vector<uint8_t>> frames;
+  std::span<uint8_t> Reserve(size_t max_len) override {
+    return max_len <= buf.size() ? std::span<uint8_t>(buf.data(), max_len) : std::span<uint8_t>();
+  }
+  void Commit(size_t len) override {
+    if (len) frames.emplace_back(buf.begin(), buf.begin() + len);
+  }
+};
+
+in_addr In4(const char* s) {
+  in_addr a{};
+  inet_pton(AF_INET, s, &a);
+  return a;
+}
+
+class TapTcpTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto r = Ring::Create(256);
+    ASSERT_TRUE(r.ok());
+    ring_ = std::move(*r);
+    config_.has_v4 = true;
+    config_.addr4 = In4("192.0.2.2");
+    config_.gw4 = In4("192.0.2.1");
+    config_.mtu = 1500;
+    state_.guest_mac = {0x02, 0, 0, 0, 0, 0x22};
+    state_.guest_mac_known = true;
+    listener_.Reset(socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(bind(listener_.get(), reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+    ASSERT_EQ(listen(listener_.get(), 4096), 0);
+    socklen_t len = sizeof(a);
+    getsockname(listener_.get(), reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    udp_ = std::make_unique<TapUdp>(ring_.get(), config_, state_, &host_, &sink_, 1514,
+                                    TapUdpOptions{});
+  }
+
+  std::unique_ptr<TapTcp> Make(size_t max_flows) {
+    TapTcpOptions o;
+    o.max_flows = max_flows;
+    return std::make_unique<TapTcp>(ring_.get(), config_, state_, &host_, &sink_, 1514, *udp_, o);
+  }
+
+  // A segment from the guest's `gport` to the gateway's server.
+  std::vector<uint8_t> Segment(uint16_t gport, uint32_t seq, uint32_t ack, uint8_t flags,
+                               const std::string& data = "", bool syn_opts = false) {
+    FrameAddrs a;
+    a.src_mac = state_.guest_mac;
+    a.dst_mac = config_.our_mac;
+    a.src = *Addr6::Parse("192.0.2.2");
+    a.dst = *Addr6::Parse("192.0.2.1");
+    static const uint8_t opts[8] = {2, 4, 0x05, 0xb4, 1, 3, 3, 7};
+    TcpSegmentHeader h;
+    h.sport = gport;
+    h.dport = port_;
+    h.seq = seq;
+    h.ack = ack;
+    h.flags = flags;
+    h.window = 1000;  // x128
+    if (syn_opts) h.options = std::span<const uint8_t>(opts, 8);
+    size_t off = TcpPayloadOffset(true, h.options.size());
+    std::vector<uint8_t> f(off + data.size());
+    std::memcpy(f.data() + off, data.data(), data.size());
+    f.resize(FinishTcpFrame(f, a, h, data.size()));
+    return f;
+  }
+
+  void Feed(TapTcp& tcp, const std::vector<std::vector<uint8_t>>& frames, int64_t now) {
+    batch_.Clear();
+    for (const auto& f : frames) {
+      FrameView v = ParseFrame(f);
+      ASSERT_TRUE(v.ok()) << DropReasonName(v.drop);
+      ASSERT_TRUE(batch_.Add(v, f));
+    }
+    batch_.Group();
+    for (size_t g = 0; g < batch_.group_count(); g++) tcp.HandleGroup(batch_, batch_.group(g), now);
+  }
+
+  void Pump(TapTcp& tcp, const std::function<bool()>& done, int64_t now) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+    for (int i = 0; i < 300 && !done() && std::chrono::steady_clock::now() < deadline; i++) {
+      ring_->RunOnce(10, [&](const io_uring_cqe& cqe) {
+        UserData ud = UserData::Unpack(cqe.user_data);
+        if (ud.kind >= kind::kTapTcp && ud.kind <= kind::kTapTcpConnect)
+          tcp.HandleCompletion(cqe, ud, now);
+      });
+    }
+  }
+
+  std::unique_ptr<Ring> ring_;
+  LinkConfig config_;
+  LinkState state_;
+  HostSockets host_;
+  VectorSink sink_;
+  FrameBatch batch_;
+  Fd listener_;
+  uint16_t port_ = 0;
+  std::unique_ptr<TapUdp> udp_;
+};
+
+TEST_F(TapTcpTest, SynFloodPastTheTableIsDroppedAndCounted) {
+  auto tcp = Make(8);
+  for (int round = 0; round < 8; round++) {
+    std::vector<std::vector<uint8_t>> frames;
+    for (int i = 0; i < 128; i++)
+      frames.push_back(Segment(static_cast<uint16_t>(10000 + round * 128 + i), 1000, 0, kTcpSyn));
+    Feed(*tcp, frames, 0);
+  }
+  EXPECT_EQ(tcp->active(), 8u);
+  EXPECT_EQ(tcp->stats().flows_created, 8u);
+  EXPECT_EQ(tcp->stats().syn_dropped, 8u * 128 - 8);
+  // The eight that got a slot connect and get their SYN-ACK.
+  Pump(
+      *tcp, [&] { return sink_.frames.size() >= 8; }, 0);
+  size_t synacks = 0;
+  for (const auto& f : sink_.frames) {
+    FrameView v = ParseFrame(f);
+    ASSERT_TRUE(v.ok());
+    EXPECT_TRUE(VerifyL4Checksum(v, f));
+    if (v.tcp_flags == (kTcpSyn | kTcpAck) && v.tcp_ack == 1001) synacks++;
+  }
+  EXPECT_EQ(synacks, 8u);
+  tcp->CloseAll();
+  EXPECT_EQ(tcp->active(), 0u);
+}
+
+TEST_F(TapTcpTest, BadSegmentsAreDroppedOrReset) {
+  auto tcp = Make(8);
+  // A bad checksum: dropped and counted, nothing sent.
+  std::vector<uint8_t> bad = Segment(20000, 1, 0, kTcpSyn);
+  bad[bad.size() - 1] ^= 0xff;
+  Feed(*tcp, {bad}, 0);
+  EXPECT_EQ(tcp->stats().bad_checksum, 1u);
+  EXPECT_EQ(tcp->active(), 0u);
+  // An ACK of no flow: RST with the ACK's number as its sequence.
+  Feed(*tcp, {Segment(20001, 5, 777, kTcpAck, "data")}, 0);
+  ASSERT_EQ(sink_.frames.size(), 1u);
+  FrameView v = ParseFrame(sink_.frames[0]);
+  ASSERT_TRUE(v.ok());
+  EXPECT_EQ(v.tcp_flags, kTcpRst);
+  EXPECT_EQ(v.tcp_seq, 777u);
+  EXPECT_EQ(v.dport, 20001);
+  // A RST of no flow: silence. SYN+FIN, SYN+RST: not a SYN that opens.
+  Feed(*tcp, {Segment(20002, 5, 0, kTcpRst)}, 0);
+  EXPECT_EQ(sink_.frames.size(), 1u);
+  Feed(*tcp, {Segment(20003, 5, 0, kTcpSyn | kTcpFin), Segment(20004, 5, 0, kTcpSyn | kTcpRst)}, 0);
+  EXPECT_EQ(tcp->active(), 0u);
+}
+
+TEST_F(TapTcpTest, HandshakeDataAckAndRetransmission) {
+  auto tcp = Make(8);
+  const uint32_t gseq = 0xfffffff0u;  // wraps during the test
+  Feed(*tcp,
+       {Segment(30000, gseq, 0, kTcpSyn, "", true), Segment(30000, gseq, 0, kTcpSyn, "", true)}, 0);
+  EXPECT_EQ(tcp->stats().syn_absorbed, 1u) << "the retry while connecting";
+  Pump(
+      *tcp, [&] { return !sink_.frames.empty(); }, 0);
+  ASSERT_EQ(sink_.frames.size(), 1u);
+  FrameView sa = ParseFrame(sink_.frames[0]);
+  ASSERT_TRUE(sa.ok());
+  ASSERT_EQ(sa.tcp_flags, kTcpSyn | kTcpAck);
+  EXPECT_EQ(sa.tcp_ack, gseq + 1);
+  SynOptions o = ParseSynOptions(
+      std::span<const uint8_t>(sink_.frames[0]).subspan(sa.tcp_opt_off, sa.tcp_opt_len));
+  EXPECT_EQ(o.mss, 1460);
+  EXPECT_EQ(o.wscale, 7);
+  uint32_t iss = sa.tcp_seq;
+  // The server's side of the connection.
+  pollfd p{listener_.get(), POLLIN, 0};
+  ASSERT_EQ(poll(&p, 1, 2000), 1);
+  Fd server(accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  ASSERT_TRUE(server.valid());
+  // The guest's ACK with data, plus a duplicate and a segment ahead of a gap.
+  sink_.frames.clear();
+  Feed(*tcp,
+       {Segment(30000, gseq + 1, iss + 1, kTcpAck, "hello "),
+        Segment(30000, gseq + 1, iss + 1, kTcpAck, "hello "),
+        Segment(30000, gseq + 100, iss + 1, kTcpAck, "later")},
+       0);
+  EXPECT_EQ(tcp->stats().duplicate, 1u);
+  EXPECT_EQ(tcp->stats().out_of_order, 1u);
+  char buf[64];
+  ASSERT_EQ(poll(&p, 0, 0), 0);
+  pollfd sp{server.get(), POLLIN, 0};
+  ASSERT_EQ(poll(&sp, 1, 2000), 1);
+  ASSERT_EQ(recv(server.get(), buf, sizeof(buf), 0), 6);
+  EXPECT_EQ(std::string(buf, 6), "hello ");
+  ASSERT_FALSE(sink_.frames.empty());
+  FrameView ack = ParseFrame(sink_.frames.back());
+  EXPECT_EQ(ack.tcp_ack, gseq + 7) << "acknowledged up to the gap";
+  // The server answers: a data segment to the guest.
+  sink_.frames.clear();
+  ASSERT_EQ(send(server.get(), "world", 5, 0), 5);
+  Pump(
+      *tcp, [&] { return !sink_.frames.empty(); }, 0);
+  ASSERT_EQ(sink_.frames.size(), 1u);
+  FrameView d = ParseFrame(sink_.frames[0]);
+  EXPECT_EQ(d.tcp_seq, iss + 1);
+  EXPECT_EQ(d.tcp_flags, kTcpAck | kTcpPsh);
+  EXPECT_EQ(std::string(sink_.frames[0].begin() + d.payload_off, sink_.frames[0].end()), "world");
+  EXPECT_TRUE(VerifyL4Checksum(d, sink_.frames[0]));
+  // Not acknowledged: after the timeout the same bytes go again.
+  sink_.frames.clear();
+  tcp->Tick(2 * kSec);
+  EXPECT_EQ(tcp->stats().retransmits, 1u);
+  ASSERT_EQ(sink_.frames.size(), 1u);
+  FrameView r = ParseFrame(sink_.frames[0]);
+  EXPECT_EQ(r.tcp_seq, iss + 1);
+  EXPECT_EQ(std::string(sink_.frames[0].begin() + r.payload_off, sink_.frames[0].end()), "world");
+  // Acknowledged: the bytes leave the socket; nothing more is resent.
+  sink_.frames.clear();
+  Feed(*tcp, {Segment(30000, gseq + 7, iss + 6, kTcpAck)}, 2 * kSec);
+  EXPECT_EQ(tcp->stats().bytes_out, 5u);
+  tcp->Tick(10 * kSec);
+  EXPECT_EQ(tcp->stats().retransmits, 1u);
+  // The guest's RST closes the flow; the server sees a reset.
+  Feed(*tcp, {Segment(30000, gseq + 7, 0, kTcpRst)}, 10 * kSec);
+  EXPECT_EQ(tcp->active(), 0u);
+  // The socket goes once the ring dropped its poll (the daemon's loop
+  // submits the removal on its next wait).
+  Pump(
+      *tcp, [&] { return poll(&sp, 1, 0) == 1; }, 10 * kSec);
+  ASSERT_EQ(poll(&sp, 1, 2000), 1);
+  EXPECT_LT(recv(server.get(), buf, sizeof(buf), 0), 0);
+  EXPECT_EQ(errno, ECONNRESET);
+}
+
+}  // namespace
+}  // namespace ringfwd
