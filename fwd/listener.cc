@@ -78,6 +78,8 @@ OpenResult OpenListener(const ListenerKey& key) {
       return fail("setsockopt TCP_NODELAY");
     if (setsockopt(fd, SOL_SOCKET, SO_OOBINLINE, &one, sizeof(one)) < 0)
       return fail("setsockopt SO_OOBINLINE");
+    // The copy path's reads learn from it whether the socket is empty.
+    setsockopt(fd, IPPROTO_TCP, TCP_INQ, &one, sizeof(one));
   }
   SockAddr sa = key.dual_stack ? SockAddr::From6(Addr6::Any6(), key.port)
                                : SockAddr::From(key.addr, key.port);

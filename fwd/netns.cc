@@ -30,6 +30,7 @@ int NewSocket(int family, int type) {
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     setsockopt(fd, SOL_SOCKET, SO_OOBINLINE, &one, sizeof(one));
+    setsockopt(fd, IPPROTO_TCP, TCP_INQ, &one, sizeof(one));
   }
   return fd;
 }

@@ -30,6 +30,25 @@ bool AtUrgentMark(int fd) {
   return ioctl(fd, SIOCATMARK, &mark) == 0 && mark;
 }
 
+// recv() that also fetches TCP_INQ's hint: the bytes left in the socket
+// after this read, 1 when none but the FIN is in; -1 without the hint.
+ssize_t RecvInq(int fd, char* buf, size_t len, int* inq) {
+  iovec iov{buf, len};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof(control);
+  ssize_t n = recvmsg(fd, &msg, 0);
+  if (n > 0 && msg.msg_controllen >= CMSG_LEN(sizeof(int))) {
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    if (c && c->cmsg_level == IPPROTO_TCP && c->cmsg_type == TCP_CM_INQ)
+      std::memcpy(inq, CMSG_DATA(c), sizeof(int));
+  }
+  return n;
+}
+
 void SetLingerZero(int fd) {
   linger l{1, 0};
   setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
@@ -189,7 +208,11 @@ TcpFlows::Step TcpFlows::Copy(uint32_t index, int d) {
   Dir& D = f.dir[d];
   int in = f.sock[d].get();
   int out = f.sock[1 - d].get();
-  ssize_t n = recv(in, scratch_, kScratch, 0);
+  // TCP_INQ (set on both sockets) says how much the socket still holds after
+  // the read: 0 means empty, so a short read needs no second read to tell
+  // that urgent data (a read stops short at its mark) or the FIN is behind.
+  int inq = -1;
+  ssize_t n = RecvInq(in, scratch_, kScratch, &inq);
   if (n == 0) {
     D.eof = true;
     return Step::kDone;
@@ -202,11 +225,13 @@ TcpFlows::Step TcpFlows::Copy(uint32_t index, int d) {
   }
   bool fin = false;
   bool drained = false;  // a read found the socket empty
-  if (n < kScratch && D.fin_seen && !D.odd_seen) {
+  if (n < kScratch && inq == 0) {
+    drained = true;  // nothing behind: no data, no urgent byte, no FIN
+  } else if (n < kScratch && D.fin_seen && !D.odd_seen) {
     // A short read after the poll saw a plain FIN: every byte before the FIN
     // was queued, so the read reached it. No need to read the EOF.
     fin = true;
-  } else if (n < kScratch && (D.fin_seen || D.odd_seen)) {
+  } else if (n < kScratch && (inq > 0 || D.fin_seen || D.odd_seen)) {
     ssize_t z = recv(in, scratch_ + n, kScratch - n, 0);
     if (z == 0) {
       fin = true;
