@@ -9,6 +9,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cinttypes>
+#include <cstdio>
 #include <cstring>
 
 #include "fwd/kinds.h"
@@ -29,6 +31,17 @@ bool IsUsable(const Addr6& a) {
   if (a.IsMulticast()) return false;
   if (a.IsV4()) return a.V4() != 0 && a.V4() != 0xffffffff;
   return !a.IsUnspecified6();
+}
+
+// The largest send buffer TCP autotuning may reach (net.ipv4.tcp_wmem's
+// third field); 4 MiB, the kernel's default, if it cannot be read.
+int64_t TcpWmemMax() {
+  int64_t lo = 0, def = 0, max = 0;
+  if (FILE* f = std::fopen("/proc/sys/net/ipv4/tcp_wmem", "re")) {
+    if (std::fscanf(f, "%" SCNd64 " %" SCNd64 " %" SCNd64, &lo, &def, &max) != 3) max = 0;
+    std::fclose(f);
+  }
+  return max > 0 ? max : int64_t{4} << 20;
 }
 
 }  // namespace
@@ -53,6 +66,26 @@ TapTcp::TapTcp(Ring* ring, const LinkConfig& config, const LinkState& state, Soc
   blocked_.reserve(opts.max_flows);
   blocked_next_.reserve(opts.max_flows);
   scan_.reserve(opts.max_flows);
+  if (opts_.sndbuf < 0) opts_.sndbuf = TcpWmemMax();
+}
+
+void TapTcp::SizeSendBuffer(int fd) {
+  if (opts_.sndbuf <= 0) return;
+  // The kernel doubles the value for its overhead, as tcp_wmem's are not.
+  int half = static_cast<int>(std::min<int64_t>(opts_.sndbuf / 2, INT32_MAX / 2));
+  if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &half, sizeof(half)) == 0) return;
+  setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &half, sizeof(half));
+  if (!sndbuf_capped_logged_) {
+    sndbuf_capped_logged_ = true;
+    int got = 0;
+    socklen_t sl = sizeof(got);
+    getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &got, &sl);
+    if (got < opts_.sndbuf)
+      LOG_INFO(
+          "tap TCP: send buffers capped at %d bytes by net.core.wmem_max (no CAP_NET_ADMIN for "
+          "%lld): guest-to-host throughput may be lower",
+          got, static_cast<long long>(opts_.sndbuf));
+  }
 }
 
 TapTcp::~TapTcp() = default;  // sockets close with their Fds; the ring may be gone
@@ -137,6 +170,8 @@ uint32_t TapTcp::Open(const Key& key, const FrameView& syn, std::span<const uint
     f.our_ws = kOurWscale;
   }
   f.guest_wnd = syn.tcp_window;  // never scaled in a SYN
+  f.ts = o.ts;
+  f.ts_recent = o.tsval;
   f.connecting = true;
   ring_->PrepConnect(f.sock.get(), f.target.sa(), f.target.len,
                      UserData{kind::kTapTcpConnect, f.gen, idx}.Pack());
@@ -154,8 +189,10 @@ uint32_t TapTcp::Claim(const Key& key, Fd sock, int64_t now_ns) {
   f = Flow{};
   f.gen = gen;
   f.sock = std::move(sock);
+  SizeSendBuffer(f.sock.get());
   f.key = key;
   f.iss = isn_.Isn(key.dst, key.dport, key.guest, key.gport, now_ns);
+  f.ts_off = f.iss * 2654435761u;  // per flow, so the clock is not shared (RFC 7323 7.1)
   f.snd_una = f.snd_nxt = f.snd_max = f.iss;
   f.rto_ns = opts_.rto_initial_ns;
   f.last_active = now_ns;
@@ -200,6 +237,7 @@ void TapTcp::Accept(Fd client, uint16_t port, int64_t now_ns) {
   f.state = State::kSynSent;
   f.target = peer;
   f.our_ws = kOurWscale;  // offered; dropped if the guest does not scale
+  f.ts = true;            // offered likewise
   bool v4 = key.guest.IsV4();
   size_t hdr = TcpPayloadOffset(v4, 0);
   f.mss = static_cast<uint16_t>(std::min<size_t>(MssForMtu(config_.mtu, v4), max_frame_ - hdr));
@@ -224,6 +262,8 @@ void TapTcp::OnSynAck(uint32_t idx, const FrameView& v, std::span<const uint8_t>
     f.our_ws = 0;
   }
   f.guest_wnd = v.tcp_window;  // never scaled in a SYN
+  f.ts = o.ts;
+  f.ts_recent = o.tsval;
   f.irs = v.tcp_seq;
   f.rcv_nxt = f.irs + 1;
   f.rcv_adv = f.rcv_nxt;
@@ -320,12 +360,21 @@ void TapTcp::Segments(uint32_t idx, const FrameBatch& batch, std::span<const uin
   bool need_ack = false, fast_rtx = false, fin_in = false;
   f.last_active = now_ns;
 
+  // RFC 7323: the TSval of a segment at or before the next expected byte is
+  // the one to echo (never an older one).
+  auto note_ts = [&](const FrameView& v, std::span<const uint8_t> fr) {
+    uint32_t tsval = 0;
+    if (f.ts && ParseTimestamp(fr.subspan(v.tcp_opt_off, v.tcp_opt_len), &tsval) &&
+        SeqGe(tsval, f.ts_recent))
+      f.ts_recent = tsval;
+  };
   // Takes the data (and FIN) of an acceptable segment at `expect`; false if
   // it lies ahead of a gap.
   auto take = [&](const FrameView& v, std::span<const uint8_t> fr) {
     uint32_t seq = v.tcp_seq;
     uint32_t len = v.payload_len;
     if (SeqGt(seq, expect)) return false;
+    note_ts(v, fr);
     uint32_t end = seq + len;
     if (len && SeqGt(end, expect)) {
       uint32_t skip = expect - seq;
@@ -421,6 +470,7 @@ void TapTcp::Segments(uint32_t idx, const FrameBatch& batch, std::span<const uin
       continue;
     }
     if (!v.payload_len && !(fl & kTcpFin)) {
+      if (SeqLe(v.tcp_seq, expect)) note_ts(v, fr);
       if (SeqLt(v.tcp_seq, f.rcv_nxt)) need_ack = true;  // a keepalive
       continue;
     }
@@ -487,6 +537,12 @@ void TapTcp::Segments(uint32_t idx, const FrameBatch& batch, std::span<const uin
   if (f.state == State::kFree) return;
   bool sent = stats_.segments_out != segs_before || f.snd_nxt != sent_before;
   if (need_ack && !sent) SendControl(idx, kTcpAck);
+  // A receiver acknowledges each segment past a gap at once, so three of
+  // them bring the sender's fast retransmit; dropped without a trace, they
+  // would leave the guest on its retransmission timer, whose backoff grows
+  // to seconds under repeated loss.
+  for (size_t k = 0; k < std::min<size_t>(npending, kDupAckThreshold); k++)
+    if (!SendControl(idx, kTcpAck, true)) break;
   MaybeDone(idx);
 }
 

@@ -36,11 +36,18 @@
 // Guest to socket: the in-order data of a batch's frames of one flow is
 // written with one sendmsg; older bytes are dropped as duplicates; segments
 // ahead of rcv_nxt are retried once the gap is filled within the batch,
-// otherwise a duplicate ACK asks the guest to resend; the part of a short
+// otherwise duplicate ACKs (one per such segment, up to three per batch, the
+// window field held so that they count as duplicates) ask the guest for a
+// fast retransmit rather than a timeout; the part of a short
 // write not taken is left unacknowledged (the guest resends it). The window
 // we advertise is the room in the socket's send buffer, and its right edge
 // never moves backwards; when it was small or a write was short, a one-shot
-// POLLOUT (kind kTapTcpOut) sends a window update once room appears.
+// POLLOUT (kind kTapTcpOut) sends a window update once room appears. Since
+// that window never overfills the buffer, the kernel never sees it run out
+// of room and never grows it (tcp_wmem autotuning only grows a buffer that
+// ran out): each socket's send buffer is set to tcp_wmem's maximum up front
+// (SO_SNDBUFFORCE, else SO_SNDBUF up to net.core.wmem_max). With the default
+// 64 KiB the guest waits on window updates most of the time.
 //
 // Slots are preallocated with generations (user_data carries slot and
 // generation); nothing is allocated per segment. SYNs beyond the table are
@@ -101,6 +108,9 @@ struct TapTcpOptions {
   int64_t rto_initial_ns = 1'000'000'000;
   int64_t rto_max_ns = 30'000'000'000;
   int max_retries = 8;
+  // Send buffer of each flow's host socket, bytes: -1 takes net.ipv4.tcp_wmem's
+  // maximum, 0 leaves the kernel's default and autotuning.
+  int64_t sndbuf = -1;
 };
 
 class TapTcp {
@@ -157,6 +167,8 @@ class TapTcp {
   void OnConnected(uint32_t idx, int res, int64_t now_ns);
   // Inbound: the guest's answer to our SYN.
   void OnSynAck(uint32_t idx, const FrameView& v, std::span<const uint8_t> frame, int64_t now_ns);
+  // Gives a new flow's socket the send buffer of the options.
+  void SizeSendBuffer(int fd);
   // Takes a slot for `key` (nothing else set).
   uint32_t Claim(const Key& key, Fd sock, int64_t now_ns);
   void OnReadable(uint32_t idx, int events, int64_t now_ns);
@@ -166,15 +178,22 @@ class TapTcp {
   // Fast retransmit: the first unacknowledged segment again, alone.
   void ResendHead(uint32_t idx);
   void OnTimer(uint32_t idx, int64_t now_ns);
+  // The timestamp option of a segment of the flow into `out` (kTsOptLen
+  // bytes): its length, 0 if the flow does not use timestamps.
+  size_t TsOption(uint32_t idx, uint8_t* out) const;
   // A segment without data from the flow (SYN-ACK, ACK, FIN, RST).
-  bool SendControl(uint32_t idx, uint8_t flags);
+  // `hold_window`: the window field of the last one, unchanged even if the
+  // buffer has more room now, so that the guest counts it as a duplicate
+  // ACK (a changed window is a window update, and is not counted).
+  bool SendControl(uint32_t idx, uint8_t flags, bool hold_window = false);
   // RST to the sender of a segment that belongs to no flow.
   void ResetUnknown(const FrameView& v);
   // Room for payload in the socket's send buffer; the bytes queued in it
   // in *outq if not null.
   int64_t Space(uint32_t idx, int64_t* outq);
-  // The window field to advertise (and records its right edge).
-  uint16_t Window(uint32_t idx);
+  // The window field to advertise (and records its right edge); with
+  // `hold`, the edge already advertised, not moved.
+  uint16_t Window(uint32_t idx, bool hold = false);
   // POLLOUT, and the timer's check until then, for a window update.
   void ArmOut(uint32_t idx);
   // Sends a window update if the window grew since it was last advertised.
@@ -194,6 +213,7 @@ class TapTcp {
   size_t max_frame_;
   const TapUdp& udp_;
   TapTcpOptions opts_;
+  bool sndbuf_capped_logged_ = false;
   IsnGenerator isn_;
   std::vector<Flow> flows_;
   std::vector<uint32_t> free_;

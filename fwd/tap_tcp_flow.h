@@ -42,7 +42,16 @@ struct TapTcp::Flow {
   uint64_t guest_wnd = 0;  // bytes
   uint8_t guest_ws = 0;
   uint8_t our_ws = 0;
-  uint16_t mss = 536;  // our segments to the guest
+  uint16_t mss = 536;  // our segments to the guest (options included)
+  // Timestamps (RFC 7323), when both sides offered them: every segment
+  // carries one; ours count milliseconds from ts_off, and echo ts_recent,
+  // the guest's latest in-sequence TSval. The echo gives the guest a round
+  // trip sample even from retransmitted data, so its retransmission timer
+  // backs off only while nothing gets through, not for a whole window of
+  // resent data after a loss (Karn's rule, without timestamps).
+  bool ts = false;
+  uint32_t ts_off = 0;
+  uint32_t ts_recent = 0;
   uint32_t dup_acks = 0;
   bool recovering = false;  // fast recovery until snd_una passes `recover`
   uint32_t recover = 0;

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 
 #include "fwd/kinds.h"
 #include "fwd/packet.h"
@@ -22,7 +23,22 @@ namespace {
 constexpr int kMaxUpdates = 8;                    // repeats of a window update
 constexpr int64_t kUpdateRepeatNs = 200'000'000;  // between them
 
+// The timestamp clock (RFC 7323): milliseconds, from the coarse monotonic
+// clock (no system call).
+uint32_t TsClock() {
+  timespec t;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &t);
+  return static_cast<uint32_t>(t.tv_sec * 1000 + t.tv_nsec / 1'000'000);
+}
+
 }  // namespace
+
+size_t TapTcp::TsOption(uint32_t idx, uint8_t* out) const {
+  const Flow& f = flows_[idx];
+  if (!f.ts) return 0;
+  WriteTimestamp(out, TsClock() + f.ts_off, f.ts_recent);
+  return kTsOptLen;
+}
 
 void TapTcp::Rewind(uint32_t idx) {
   Flow& f = flows_[idx];
@@ -36,7 +52,10 @@ void TapTcp::Send(uint32_t idx, int64_t now_ns) {
   Flow& f = flows_[idx];
   if (f.state != State::kEstablished || f.fin_sent) return;
   bool v4 = f.key.guest.IsV4();
-  size_t hdr = TcpPayloadOffset(v4, 0);
+  uint8_t opts[kTsOptLen];
+  size_t opt_len = TsOption(idx, opts);
+  size_t hdr = TcpPayloadOffset(v4, opt_len);
+  size_t pay = f.mss > opt_len + 8 ? f.mss - opt_len : 8;  // RFC 6691: options take from the MSS
   uint64_t wnd = f.guest_wnd;
   if (!wnd && f.probe) wnd = 1;
   uint32_t wnd_end = f.snd_una + static_cast<uint32_t>(std::min<uint64_t>(wnd, 1u << 30));
@@ -51,8 +70,9 @@ void TapTcp::Send(uint32_t idx, int64_t now_ns) {
     return;
   }
   FrameAddrs a = AddrsOf(f.key);
+  uint16_t window = Window(idx);  // rcv_nxt stays put while we send
   while (SeqLt(f.snd_nxt, wnd_end)) {
-    size_t seg = std::min<size_t>(f.mss, wnd_end - f.snd_nxt);
+    size_t seg = std::min<size_t>(pay, wnd_end - f.snd_nxt);
     std::span<uint8_t> buf = sink_->Reserve(hdr + seg);
     if (buf.empty()) {
       stats_.sink_full++;
@@ -87,7 +107,8 @@ void TapTcp::Send(uint32_t idx, int64_t now_ns) {
     h.seq = f.snd_nxt;
     h.ack = f.rcv_nxt;
     h.flags = kTcpAck | (static_cast<size_t>(n) < seg ? kTcpPsh : 0);
-    h.window = Window(idx);
+    h.window = window;
+    h.options = std::span<const uint8_t>(opts, opt_len);
     size_t len = FinishTcpFrame(buf, a, h, n);
     sink_->Commit(len);
     if (!len) break;
@@ -113,8 +134,11 @@ void TapTcp::ResendHead(uint32_t idx) {
   }
   uint32_t data_end = f.fin_sent ? f.fin_seq : f.snd_nxt;
   bool v4 = f.key.guest.IsV4();
-  size_t hdr = TcpPayloadOffset(v4, 0);
-  size_t seg = std::min<size_t>(f.mss, data_end - f.snd_una);
+  uint8_t opts[kTsOptLen];
+  size_t opt_len = TsOption(idx, opts);
+  size_t hdr = TcpPayloadOffset(v4, opt_len);
+  size_t pay = f.mss > opt_len + 8 ? f.mss - opt_len : 8;
+  size_t seg = std::min<size_t>(pay, data_end - f.snd_una);
   int zero = 0;
   if (setsockopt(f.sock.get(), SOL_SOCKET, SO_PEEK_OFF, &zero, sizeof(zero)) < 0) return;
   std::span<uint8_t> buf = sink_->Reserve(hdr + seg);
@@ -134,18 +158,26 @@ void TapTcp::ResendHead(uint32_t idx) {
   h.ack = f.rcv_nxt;
   h.flags = kTcpAck;
   h.window = Window(idx);
+  h.options = std::span<const uint8_t>(opts, opt_len);
   size_t len = FinishTcpFrame(buf, AddrsOf(f.key), h, n);
   sink_->Commit(len);
   if (len) stats_.segments_out++;
 }
 
-bool TapTcp::SendControl(uint32_t idx, uint8_t flags) {
+bool TapTcp::SendControl(uint32_t idx, uint8_t flags, bool hold_window) {
   Flow& f = flows_[idx];
   bool v4 = f.key.guest.IsV4();
-  uint8_t opts[8];
+  uint8_t opts[20];
   size_t opt_len = 0;
-  if (flags & kTcpSyn)
-    opt_len = WriteSynOptions(opts, MssForMtu(config_.mtu, v4), f.our_ws ? f.our_ws : -1);
+  if (flags & kTcpSyn) {
+    // A SYN offers timestamps (f.ts until the SYN-ACK says otherwise); a
+    // SYN-ACK accepts them if the guest's SYN offered them.
+    uint32_t ts[2] = {TsClock() + f.ts_off, f.ts_recent};
+    opt_len = WriteSynOptions(opts, MssForMtu(config_.mtu, v4), f.our_ws ? f.our_ws : -1,
+                              f.ts ? ts : nullptr);
+  } else if (!(flags & kTcpRst)) {
+    opt_len = TsOption(idx, opts);
+  }
   std::span<uint8_t> buf = sink_->Reserve(TcpPayloadOffset(v4, opt_len));
   if (buf.empty()) {
     stats_.sink_full++;
@@ -166,7 +198,7 @@ bool TapTcp::SendControl(uint32_t idx, uint8_t flags) {
     h.window = static_cast<uint16_t>(std::min(space > 0 ? space : 0, 65535));
     f.rcv_adv = f.rcv_nxt + h.window;
   } else if (!(flags & kTcpRst)) {
-    h.window = Window(idx);
+    h.window = Window(idx, hold_window);
   }
   size_t len = FinishTcpFrame(buf, AddrsOf(f.key), h, 0);
   sink_->Commit(len);
@@ -220,9 +252,9 @@ int64_t TapTcp::Space(uint32_t idx, int64_t* outq_out) {
   return std::max<int64_t>(0, int64_t{sndbuf} / 2 - outq);
 }
 
-uint16_t TapTcp::Window(uint32_t idx) {
+uint16_t TapTcp::Window(uint32_t idx, bool hold) {
   Flow& f = flows_[idx];
-  int64_t space = f.guest_fin ? 0 : Space(idx, nullptr);
+  int64_t space = f.guest_fin || hold ? 0 : Space(idx, nullptr);
   uint64_t need = SeqGt(f.rcv_adv, f.rcv_nxt) ? f.rcv_adv - f.rcv_nxt : 0;
   uint64_t wnd = std::max<uint64_t>(static_cast<uint64_t>(space), need);
   uint64_t field = wnd >> f.our_ws;

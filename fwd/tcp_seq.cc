@@ -94,8 +94,23 @@ uint16_t MssForMtu(uint32_t mtu, bool v4) {
   return static_cast<uint16_t>(mtu - hdr);
 }
 
-SynOptions ParseSynOptions(std::span<const uint8_t> opts) {
-  SynOptions r;
+namespace {
+
+uint32_t Load32(const uint8_t* p) {
+  return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | p[3];
+}
+
+void Store32(uint8_t* p, uint32_t v) {
+  p[0] = static_cast<uint8_t>(v >> 24);
+  p[1] = static_cast<uint8_t>(v >> 16);
+  p[2] = static_cast<uint8_t>(v >> 8);
+  p[3] = static_cast<uint8_t>(v);
+}
+
+// Calls f(kind, body) for each well-formed option up to the first
+// malformed one or the end-of-options; f returns false to stop.
+template <typename F>
+void ForEachOption(std::span<const uint8_t> opts, F f) {
   size_t i = 0;
   while (i < opts.size()) {
     uint8_t kind = opts[i];
@@ -107,27 +122,72 @@ SynOptions ParseSynOptions(std::span<const uint8_t> opts) {
     if (i + 1 >= opts.size()) break;
     uint8_t len = opts[i + 1];
     if (len < 2 || i + len > opts.size()) break;
-    if (kind == 2 && len == 4) {
-      r.mss = static_cast<uint16_t>((opts[i + 2] << 8) | opts[i + 3]);
-    } else if (kind == 3 && len == 3) {
-      r.wscale = static_cast<int8_t>(opts[i + 2] > 14 ? 14 : opts[i + 2]);
-    }
+    if (!f(kind, opts.subspan(i + 2, len - 2))) break;
     i += len;
   }
+}
+
+}  // namespace
+
+SynOptions ParseSynOptions(std::span<const uint8_t> opts) {
+  SynOptions r;
+  ForEachOption(opts, [&r](uint8_t kind, std::span<const uint8_t> body) {
+    if (kind == 2 && body.size() == 2) {
+      r.mss = static_cast<uint16_t>((body[0] << 8) | body[1]);
+    } else if (kind == 3 && body.size() == 1) {
+      r.wscale = static_cast<int8_t>(body[0] > 14 ? 14 : body[0]);
+    } else if (kind == 8 && body.size() == 8) {
+      r.ts = true;
+      r.tsval = Load32(body.data());
+    }
+    return true;
+  });
   return r;
 }
 
-size_t WriteSynOptions(uint8_t* out, uint16_t mss, int8_t wscale) {
+void WriteTimestamp(uint8_t* out, uint32_t tsval, uint32_t tsecr) {
+  out[0] = 1;
+  out[1] = 1;
+  out[2] = 8;
+  out[3] = 10;
+  Store32(out + 4, tsval);
+  Store32(out + 8, tsecr);
+}
+
+bool ParseTimestamp(std::span<const uint8_t> opts, uint32_t* tsval) {
+  // The layout every stack we know of uses, first.
+  if (opts.size() >= kTsOptLen && opts[0] == 1 && opts[1] == 1 && opts[2] == 8 && opts[3] == 10) {
+    *tsval = Load32(opts.data() + 4);
+    return true;
+  }
+  bool found = false;
+  ForEachOption(opts, [&](uint8_t kind, std::span<const uint8_t> body) {
+    if (kind != 8 || body.size() != 8) return true;
+    *tsval = Load32(body.data());
+    found = true;
+    return false;
+  });
+  return found;
+}
+
+size_t WriteSynOptions(uint8_t* out, uint16_t mss, int8_t wscale, const uint32_t* ts) {
   out[0] = 2;
   out[1] = 4;
   out[2] = static_cast<uint8_t>(mss >> 8);
   out[3] = static_cast<uint8_t>(mss);
-  if (wscale < 0) return 4;
-  out[4] = 1;
-  out[5] = 3;
-  out[6] = 3;
-  out[7] = static_cast<uint8_t>(wscale);
-  return 8;
+  size_t n = 4;
+  if (wscale >= 0) {
+    out[4] = 1;
+    out[5] = 3;
+    out[6] = 3;
+    out[7] = static_cast<uint8_t>(wscale);
+    n = 8;
+  }
+  if (ts) {
+    WriteTimestamp(out + n, ts[0], ts[1]);
+    n += kTsOptLen;
+  }
+  return n;
 }
 
 }  // namespace ringfwd

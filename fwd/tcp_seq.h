@@ -49,12 +49,23 @@ uint16_t MssForMtu(uint32_t mtu, bool v4);
 struct SynOptions {
   uint16_t mss = 0;    // 0: none given
   int8_t wscale = -1;  // -1: none given; clamped to 14 (RFC 7323)
+  bool ts = false;     // timestamps offered (RFC 7323), with this TSval
+  uint32_t tsval = 0;
 };
 SynOptions ParseSynOptions(std::span<const uint8_t> opts);
 
+// The timestamp option (RFC 7323) as we write it on every segment once both
+// sides agreed: NOP, NOP, kind 8, length 10, TSval, TSecr.
+inline constexpr size_t kTsOptLen = 12;
+void WriteTimestamp(uint8_t* out, uint32_t tsval, uint32_t tsecr);
+// The TSval of a segment's options; false if it has none (or they are
+// malformed).
+bool ParseTimestamp(std::span<const uint8_t> opts, uint32_t* tsval);
+
 // Writes the options of our SYN or SYN-ACK: MSS, then NOP and window scale
-// `wscale` if `wscale` >= 0. Returns the length written (4 or 8).
-size_t WriteSynOptions(uint8_t* out, uint16_t mss, int8_t wscale);
+// `wscale` if `wscale` >= 0, then the timestamp option if `ts` is not null
+// (ts[0] TSval, ts[1] TSecr). Returns the length written (4, 8, 16 or 20).
+size_t WriteSynOptions(uint8_t* out, uint16_t mss, int8_t wscale, const uint32_t* ts = nullptr);
 
 // The number of MSS-sized segments `len` bytes become (0 for 0 bytes).
 inline size_t SegmentCount(size_t len, size_t mss) { return mss ? (len + mss - 1) / mss : 0; }

@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -273,15 +274,25 @@ TEST_F(TapTest, TcpTwentyParallelWithDropAndReorder) {
   constexpr uint64_t kLen = 8 << 20;
   std::vector<std::thread> threads;
   auto start = std::chrono::steady_clock::now();
+  std::vector<int64_t> ms(kConns);
   for (int i = 0; i < kConns; i++) {
     threads.emplace_back([&, i] {
+      auto t0 = std::chrono::steady_clock::now();
       if (i % 2)
         Upload(*target_, Addr::Of(kOutside4, 8081), 40 + i, kLen, 60000);
       else
         Download(*target_, Addr::Of(kOutside4, 8081), 40 + i, kLen, 60000);
+      ms[i] = std::chrono::duration_cast<std::chrono::milliseconds>(
+                  std::chrono::steady_clock::now() - t0)
+                  .count();
     });
   }
   for (std::thread& t : threads) t.join();
+  int64_t up_ms = 0, down_ms = 0;
+  for (int i = 0; i < kConns; i++)
+    (i % 2 ? up_ms : down_ms) = std::max(i % 2 ? up_ms : down_ms, ms[i]);
+  std::printf("slowest upload %lld ms, slowest download %lld ms\n", static_cast<long long>(up_ms),
+              static_cast<long long>(down_ms));
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(60 * Slowdown()));
   ASSERT_TRUE(LogShows(*d, "faults: dropped", 5000));
   // The faults hit both directions, and the translator had to recover.

@@ -62,6 +62,9 @@ TEST(TcpSeq, ParsesSynOptions) {
   SynOptions o = ParseSynOptions(linux_syn);
   EXPECT_EQ(o.mss, 65495);
   EXPECT_EQ(o.wscale, 7);
+  EXPECT_TRUE(o.ts);
+  EXPECT_EQ(o.tsval, 1u);
+  EXPECT_FALSE(ParseSynOptions({}).ts);
   EXPECT_EQ(ParseSynOptions({}).mss, 0);
   EXPECT_EQ(ParseSynOptions({}).wscale, -1);
   const uint8_t big_ws[] = {3, 3, 20, 0};
@@ -89,6 +92,41 @@ TEST(TcpSeq, WritesSynOptionsThatParseBack) {
   o = ParseSynOptions(std::span<const uint8_t>(buf, 4));
   EXPECT_EQ(o.mss, 65480);
   EXPECT_EQ(o.wscale, -1);
+}
+
+TEST(TcpSeq, WritesSynOptionsWithTimestamps) {
+  uint8_t buf[20];
+  const uint32_t ts[2] = {0x01020304, 0xa0b0c0d0};
+  ASSERT_EQ(WriteSynOptions(buf, 1460, 7, ts), 20u);
+  SynOptions o = ParseSynOptions(buf);
+  EXPECT_EQ(o.mss, 1460);
+  EXPECT_EQ(o.wscale, 7);
+  EXPECT_TRUE(o.ts);
+  EXPECT_EQ(o.tsval, 0x01020304u);
+  ASSERT_EQ(WriteSynOptions(buf, 1460, -1, ts), 16u);
+  o = ParseSynOptions(std::span<const uint8_t>(buf, 16));
+  EXPECT_EQ(o.wscale, -1);
+  EXPECT_TRUE(o.ts);
+}
+
+TEST(TcpSeq, ParsesTimestampsOfAnySegment) {
+  uint8_t buf[kTsOptLen];
+  WriteTimestamp(buf, 0xdeadbeef, 7);
+  uint32_t v = 0;
+  ASSERT_TRUE(ParseTimestamp(buf, &v));
+  EXPECT_EQ(v, 0xdeadbeefu);
+  // Another layout: the option first, then padding.
+  const uint8_t other[] = {8, 10, 0, 0, 0, 9, 0, 0, 0, 0, 1, 1};
+  ASSERT_TRUE(ParseTimestamp(other, &v));
+  EXPECT_EQ(v, 9u);
+  // None, truncated, malformed length: no timestamp.
+  const uint8_t sack_only[] = {1, 1, 5, 10, 0, 0, 0, 1, 0, 0, 0, 2};
+  EXPECT_FALSE(ParseTimestamp(sack_only, &v));
+  const uint8_t trunc[] = {1, 1, 8, 10, 0, 0, 0};
+  EXPECT_FALSE(ParseTimestamp(trunc, &v));
+  const uint8_t bad_len[] = {8, 9, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0};
+  EXPECT_FALSE(ParseTimestamp(bad_len, &v));
+  EXPECT_FALSE(ParseTimestamp({}, &v));
 }
 
 TEST(TcpSeq, SegmentsAndWindows) {
