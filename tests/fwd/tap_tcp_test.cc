@@ -39,6 +39,22 @@ in_addr In4(const char* s) {
   return a;
 }
 
+// The TSecr of a frame's timestamp option; false if it has none.
+bool Tsecr(const std::vector<uint8_t>& frame, uint32_t* ecr) {
+  FrameView v = ParseFrame(frame);
+  if (!v.ok()) return false;
+  std::span<const uint8_t> o =
+      std::span<const uint8_t>(frame).subspan(v.tcp_opt_off, v.tcp_opt_len);
+  for (size_t i = 0; i + kTsOptLen - 2 <= o.size(); i++) {
+    if (o[i] == 8 && o[i + 1] == 10) {
+      *ecr = (uint32_t{o[i + 6]} << 24) | (uint32_t{o[i + 7]} << 16) | (uint32_t{o[i + 8]} << 8) |
+             o[i + 9];
+      return true;
+    }
+  }
+  return false;
+}
+
 class TapTcpTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -70,9 +86,11 @@ class TapTcpTest : public ::testing::Test {
     return std::make_unique<TapTcp>(ring_.get(), config_, state_, &host_, &sink_, 1514, *udp_, o);
   }
 
-  // A segment from the guest's `gport` to the gateway's server.
+  // A segment from the guest's `gport` to the gateway's server; with `tsval`,
+  // the timestamp option too (after MSS and window scale on a SYN).
   std::vector<uint8_t> Segment(uint16_t gport, uint32_t seq, uint32_t ack, uint8_t flags,
-                               const std::string& data = "", bool syn_opts = false) {
+                               const std::string& data = "", bool syn_opts = false,
+                               const uint32_t* tsval = nullptr) {
     FrameAddrs a;
     a.src_mac = state_.guest_mac;
     a.dst_mac = config_.our_mac;
@@ -86,7 +104,17 @@ class TapTcpTest : public ::testing::Test {
     h.ack = ack;
     h.flags = flags;
     h.window = 1000;  // x128
-    if (syn_opts) h.options = std::span<const uint8_t>(opts, 8);
+    uint8_t all[20];
+    size_t n = 0;
+    if (syn_opts) {
+      std::memcpy(all, opts, 8);
+      n = 8;
+    }
+    if (tsval) {
+      WriteTimestamp(all + n, *tsval, 0);
+      n += kTsOptLen;
+    }
+    h.options = std::span<const uint8_t>(all, n);
     size_t off = TcpPayloadOffset(true, h.options.size());
     std::vector<uint8_t> f(off + data.size());
     std::memcpy(f.data() + off, data.data(), data.size());
@@ -193,6 +221,7 @@ TEST_F(TapTcpTest, HandshakeDataAckAndRetransmission) {
       std::span<const uint8_t>(sink_.frames[0]).subspan(sa.tcp_opt_off, sa.tcp_opt_len));
   EXPECT_EQ(o.mss, 1460);
   EXPECT_EQ(o.wscale, 7);
+  EXPECT_FALSE(o.ts) << "the guest did not offer timestamps";
   uint32_t iss = sa.tcp_seq;
   // The server's side of the connection.
   pollfd p{listener_.get(), POLLIN, 0};
@@ -252,6 +281,62 @@ TEST_F(TapTcpTest, HandshakeDataAckAndRetransmission) {
   ASSERT_EQ(poll(&sp, 1, 2000), 1);
   EXPECT_LT(recv(server.get(), buf, sizeof(buf), 0), 0);
   EXPECT_EQ(errno, ECONNRESET);
+}
+
+TEST_F(TapTcpTest, TimestampsAreEchoedAndDuplicateAcksHoldTheWindow) {
+  auto tcp = Make(8);
+  const uint32_t gseq = 1000;
+  uint32_t ts = 5000;
+  Feed(*tcp, {Segment(30001, gseq, 0, kTcpSyn, "", true, &ts)}, 0);
+  Pump(
+      *tcp, [&] { return !sink_.frames.empty(); }, 0);
+  ASSERT_EQ(sink_.frames.size(), 1u);
+  FrameView sa = ParseFrame(sink_.frames[0]);
+  ASSERT_EQ(sa.tcp_flags, kTcpSyn | kTcpAck);
+  SynOptions o = ParseSynOptions(
+      std::span<const uint8_t>(sink_.frames[0]).subspan(sa.tcp_opt_off, sa.tcp_opt_len));
+  EXPECT_TRUE(o.ts) << "the guest offered timestamps: accepted";
+  uint32_t ecr = 0;
+  ASSERT_TRUE(Tsecr(sink_.frames[0], &ecr));
+  EXPECT_EQ(ecr, 5000u);
+  uint32_t iss = sa.tcp_seq;
+  pollfd p{listener_.get(), POLLIN, 0};
+  ASSERT_EQ(poll(&p, 1, 2000), 1);
+  Fd server(accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  ASSERT_TRUE(server.valid());
+  // In-order data, then a segment ahead of a gap with a newer TSval.
+  sink_.frames.clear();
+  uint32_t ts1 = 5001, ts2 = 5002;
+  Feed(*tcp,
+       {Segment(30001, gseq + 1, iss + 1, kTcpAck, "abc", false, &ts1),
+        Segment(30001, gseq + 100, iss + 1, kTcpAck, "later", false, &ts2)},
+       0);
+  ASSERT_GE(sink_.frames.size(), 2u) << "an ACK and at least one duplicate";
+  uint16_t window = 0;
+  for (size_t i = 0; i < sink_.frames.size(); i++) {
+    FrameView a = ParseFrame(sink_.frames[i]);
+    ASSERT_TRUE(a.ok());
+    EXPECT_EQ(a.tcp_ack, gseq + 4) << "frame " << i;
+    EXPECT_EQ(a.payload_len, 0u);
+    if (i == 0) window = a.tcp_window;
+    EXPECT_EQ(a.tcp_window, window) << "frame " << i << ": a changed window is no duplicate";
+    ASSERT_TRUE(Tsecr(sink_.frames[i], &ecr));
+    EXPECT_EQ(ecr, 5001u) << "the TSval past the gap is not echoed";
+  }
+  // Data toward the guest carries the option and fits the MSS with it.
+  sink_.frames.clear();
+  std::string big(4000, 'x');
+  ASSERT_EQ(send(server.get(), big.data(), big.size(), 0), static_cast<ssize_t>(big.size()));
+  Pump(
+      *tcp, [&] { return sink_.frames.size() >= 3; }, 0);
+  ASSERT_GE(sink_.frames.size(), 3u);
+  FrameView d = ParseFrame(sink_.frames[0]);
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d.tcp_opt_len, kTsOptLen);
+  EXPECT_EQ(d.payload_len, 1460u - kTsOptLen) << "RFC 6691: the option comes out of the MSS";
+  ASSERT_TRUE(Tsecr(sink_.frames[0], &ecr));
+  EXPECT_EQ(ecr, 5001u);
+  EXPECT_TRUE(VerifyL4Checksum(d, sink_.frames[0]));
 }
 
 }  // namespace
