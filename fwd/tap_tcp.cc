@@ -73,13 +73,18 @@ void TapTcp::SizeSendBuffer(int fd) {
   if (opts_.sndbuf <= 0) return;
   // The kernel doubles the value for its overhead, as tcp_wmem's are not.
   int half = static_cast<int>(std::min<int64_t>(opts_.sndbuf / 2, INT32_MAX / 2));
-  if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &half, sizeof(half)) == 0) return;
-  setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &half, sizeof(half));
-  if (!sndbuf_capped_logged_) {
+  bool forced = setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &half, sizeof(half)) == 0;
+  if (!forced) setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &half, sizeof(half));
+  int got = 0;
+  socklen_t sl = sizeof(got);
+  getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &got, &sl);
+  // POLLOUT once the bytes not yet sent fall below a quarter of the buffer
+  // (the kernel halves the mark for polling): the window we advertise is
+  // at least a quarter again by then (see Space).
+  int lowat = got / 2;
+  setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof(lowat));
+  if (!forced && !sndbuf_capped_logged_) {
     sndbuf_capped_logged_ = true;
-    int got = 0;
-    socklen_t sl = sizeof(got);
-    getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &got, &sl);
     if (got < opts_.sndbuf)
       LOG_INFO(
           "tap TCP: send buffers capped at %d bytes by net.core.wmem_max (no CAP_NET_ADMIN for "
@@ -514,8 +519,8 @@ void TapTcp::Segments(uint32_t idx, const FrameBatch& batch, std::span<const uin
       stats_.short_writes++;
       fin_in = false;  // the FIN is behind bytes the guest must resend
       ArmOut(idx);
-    } else if (int64_t outq = 0, space = Space(idx, &outq);
-               space < 2 * static_cast<int64_t>(f.mss) && outq > 0) {
+    } else if (int64_t notsent = 0, space = Space(idx, &notsent);
+               space < 2 * static_cast<int64_t>(f.mss)) {
       ArmOut(idx);  // a window update once the socket drains
     }
     need_ack = true;

@@ -40,14 +40,21 @@
 // window field held so that they count as duplicates) ask the guest for a
 // fast retransmit rather than a timeout; the part of a short
 // write not taken is left unacknowledged (the guest resends it). The window
-// we advertise is the room in the socket's send buffer, and its right edge
-// never moves backwards; when it was small or a write was short, a one-shot
-// POLLOUT (kind kTapTcpOut) sends a window update once room appears. Since
-// that window never overfills the buffer, the kernel never sees it run out
-// of room and never grows it (tcp_wmem autotuning only grows a buffer that
-// ran out): each socket's send buffer is set to tcp_wmem's maximum up front
-// (SO_SNDBUFFORCE, else SO_SNDBUF up to net.core.wmem_max). With the default
-// 64 KiB the guest waits on window updates most of the time.
+// we advertise is the room for unsent bytes in the socket's send buffer
+// (half of it, less what is not yet sent; bytes sent and not yet
+// acknowledged by the host's peer are not counted, as they leave within
+// that path's round trip, but the buffer memory they hold still bounds the
+// window), and its right edge never moves backwards. When it was small or a
+// write was short, a one-shot POLLOUT (kind kTapTcpOut) sends a window
+// update once room appears: TCP_NOTSENT_LOWAT at half the buffer makes
+// POLLOUT mean "the unsent bytes fell below a quarter". The kernel only
+// autotunes a buffer that ran out of room, which ours never does, so each
+// socket's send buffer is set to tcp_wmem's maximum up front
+// (SO_SNDBUFFORCE, else SO_SNDBUF up to net.core.wmem_max).
+//
+// Timestamps (RFC 7323) are used when the guest offers them: they let the
+// guest time the round trip of resent data, so that its retransmission timer
+// does not stay backed off while it resends what we dropped past a gap.
 //
 // Slots are preallocated with generations (user_data carries slot and
 // generation); nothing is allocated per segment. SYNs beyond the table are
@@ -188,9 +195,9 @@ class TapTcp {
   bool SendControl(uint32_t idx, uint8_t flags, bool hold_window = false);
   // RST to the sender of a segment that belongs to no flow.
   void ResetUnknown(const FrameView& v);
-  // Room for payload in the socket's send buffer; the bytes queued in it
-  // in *outq if not null.
-  int64_t Space(uint32_t idx, int64_t* outq);
+  // Room for payload in the socket's send buffer; the bytes in it not yet
+  // sent in *notsent if not null.
+  int64_t Space(uint32_t idx, int64_t* notsent);
   // The window field to advertise (and records its right edge); with
   // `hold`, the edge already advertised, not moved.
   uint16_t Window(uint32_t idx, bool hold = false);

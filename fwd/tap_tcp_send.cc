@@ -1,5 +1,6 @@
 // TapTcp, the sending half: segments to the guest (data peeked from the
 // socket, control segments, resets), the windows we advertise, rewinds.
+#include <linux/sock_diag.h>
 #include <linux/sockios.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -240,16 +241,23 @@ void TapTcp::ResetUnknown(const FrameView& v) {
   }
 }
 
-int64_t TapTcp::Space(uint32_t idx, int64_t* outq_out) {
+int64_t TapTcp::Space(uint32_t idx, int64_t* notsent_out) {
   Flow& f = flows_[idx];
-  int sndbuf = 0, outq = 0;
-  socklen_t sl = sizeof(sndbuf);
-  getsockopt(f.sock.get(), SOL_SOCKET, SO_SNDBUF, &sndbuf, &sl);
-  ioctl(f.sock.get(), SIOCOUTQ, &outq);
-  if (outq_out) *outq_out = outq;
-  // SO_SNDBUF counts the kernel's overhead too: half of it for payload is
-  // what the kernel itself assumes (tcp_wmem).
-  return std::max<int64_t>(0, int64_t{sndbuf} / 2 - outq);
+  uint32_t mem[SK_MEMINFO_VARS] = {};
+  socklen_t sl = sizeof(mem);
+  int notsent = 0;
+  getsockopt(f.sock.get(), SOL_SOCKET, SO_MEMINFO, mem, &sl);
+  ioctl(f.sock.get(), SIOCOUTQNSD, &notsent);
+  if (notsent_out) *notsent_out = notsent;
+  int64_t sndbuf = mem[SK_MEMINFO_SNDBUF];
+  int64_t queued = mem[SK_MEMINFO_WMEM_QUEUED];  // memory, sent or not
+  // Half of the buffer for payload not yet sent (what the kernel assumes of
+  // tcp_wmem, and TCP_NOTSENT_LOWAT's mark, so POLLOUT tells of room).
+  // Bytes sent and not yet acknowledged are not counted there: they leave
+  // within the host path's round trip, and counting them kept the window
+  // shut until the next timer tick. The memory they hold still bounds the
+  // window, with a quarter to spare for the kernel's overhead.
+  return std::max<int64_t>(0, std::min(sndbuf / 2 - notsent, (sndbuf - queued) * 3 / 4));
 }
 
 uint16_t TapTcp::Window(uint32_t idx, bool hold) {

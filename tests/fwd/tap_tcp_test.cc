@@ -83,6 +83,7 @@ class TapTcpTest : public ::testing::Test {
   std::unique_ptr<TapTcp> Make(size_t max_flows) {
     TapTcpOptions o;
     o.max_flows = max_flows;
+    o.sndbuf = 4 << 20;  // not this machine's tcp_wmem
     return std::make_unique<TapTcp>(ring_.get(), config_, state_, &host_, &sink_, 1514, *udp_, o);
   }
 
@@ -323,6 +324,9 @@ TEST_F(TapTcpTest, TimestampsAreEchoedAndDuplicateAcksHoldTheWindow) {
     ASSERT_TRUE(Tsecr(sink_.frames[i], &ecr));
     EXPECT_EQ(ecr, 5001u) << "the TSval past the gap is not echoed";
   }
+  // The window is the send buffer's room for unsent bytes (half of 4 MiB),
+  // not what the kernel's default buffer would hold (tens of KiB).
+  EXPECT_GE(uint64_t{window} << 7, uint64_t{1} << 20);
   // Data toward the guest carries the option and fits the MSS with it.
   sink_.frames.clear();
   std::string big(4000, 'x');
