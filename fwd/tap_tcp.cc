@@ -352,6 +352,7 @@ void TapTcp::OnReadable(uint32_t idx, int events, int64_t now_ns) {
     }
   }
   f.last_active = now_ns;
+  f.dry = false;
   Send(idx, now_ns);
 }
 
@@ -519,9 +520,10 @@ void TapTcp::Segments(uint32_t idx, const FrameBatch& batch, std::span<const uin
       stats_.short_writes++;
       fin_in = false;  // the FIN is behind bytes the guest must resend
       ArmOut(idx);
-    } else if (int64_t notsent = 0, space = Space(idx, &notsent);
-               space < 2 * static_cast<int64_t>(f.mss)) {
+    } else if (int64_t space = Space(idx, nullptr); space < 2 * static_cast<int64_t>(f.mss)) {
       ArmOut(idx);  // a window update once the socket drains
+    } else {
+      f.space_hint = space;  // for the ACK below, as nothing is written in between
     }
     need_ack = true;
   }
@@ -548,6 +550,7 @@ void TapTcp::Segments(uint32_t idx, const FrameBatch& batch, std::span<const uin
   // to seconds under repeated loss.
   for (size_t k = 0; k < std::min<size_t>(npending, kDupAckThreshold); k++)
     if (!SendControl(idx, kTcpAck, true)) break;
+  f.space_hint = -1;  // unused if the link's queue was full
   MaybeDone(idx);
 }
 

@@ -35,6 +35,12 @@ struct TapTcp::Flow {
   uint32_t iss = 0, snd_una = 0, snd_nxt = 0, snd_max = 0;
   uint32_t fin_seq = 0;
   bool sock_eof = false;  // the socket reached EOF (peek returned 0)
+  // The last peek found no more bytes: nothing to send until the socket
+  // polls readable again or a rewind (saves two system calls per batch of
+  // the guest's data when the peer is silent).
+  bool dry = false;
+  // Space() of the batch just written, for the ACK that follows (-1: none).
+  int64_t space_hint = -1;
   bool fin_sent = false;  // our FIN is in snd_nxt
   bool fin_ever = false;  // fin_seq is set
   bool fin_acked = false;

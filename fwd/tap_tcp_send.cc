@@ -44,6 +44,7 @@ size_t TapTcp::TsOption(uint32_t idx, uint8_t* out) const {
 void TapTcp::Rewind(uint32_t idx) {
   Flow& f = flows_[idx];
   f.snd_nxt = f.snd_una;
+  f.dry = false;
   if (f.fin_sent && !f.fin_acked) f.fin_sent = false;  // resent after the data
   f.dup_acks = 0;
   f.recovering = false;
@@ -65,6 +66,7 @@ void TapTcp::Send(uint32_t idx, int64_t now_ns) {
     if (!f.guest_wnd && f.snd_nxt == f.snd_una && !f.rto_at) f.rto_at = now_ns + f.rto_ns;
     return;
   }
+  if (f.dry) return;
   int off = static_cast<int>(f.snd_nxt - f.snd_una);
   if (setsockopt(f.sock.get(), SOL_SOCKET, SO_PEEK_OFF, &off, sizeof(off)) < 0) {
     Abort(idx, true, true);
@@ -83,6 +85,7 @@ void TapTcp::Send(uint32_t idx, int64_t now_ns) {
     ssize_t n = recv(f.sock.get(), buf.data() + hdr, seg, MSG_PEEK | MSG_DONTWAIT);
     if (n < 0) {
       sink_->Commit(0);
+      if (errno == EAGAIN || errno == EWOULDBLOCK) f.dry = true;
       if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) break;
       LOG_DEBUG("tap TCP: read from %s: %s", f.target.ToString(), std::strerror(errno));
       Abort(idx, true, false);
@@ -262,7 +265,9 @@ int64_t TapTcp::Space(uint32_t idx, int64_t* notsent_out) {
 
 uint16_t TapTcp::Window(uint32_t idx, bool hold) {
   Flow& f = flows_[idx];
-  int64_t space = f.guest_fin || hold ? 0 : Space(idx, nullptr);
+  int64_t space = 0;
+  if (!f.guest_fin && !hold) space = f.space_hint >= 0 ? f.space_hint : Space(idx, nullptr);
+  f.space_hint = -1;
   uint64_t need = SeqGt(f.rcv_adv, f.rcv_nxt) ? f.rcv_adv - f.rcv_nxt : 0;
   uint64_t wnd = std::max<uint64_t>(static_cast<uint64_t>(space), need);
   uint64_t field = wnd >> f.our_ws;
