@@ -47,6 +47,22 @@ TEST(Checksum, MatchesTheObviousSumForEveryLengthAndChainsEvenSpans) {
   EXPECT_EQ(ChecksumFinish(s), RefFold(RefSum(data.data(), 4001)));
 }
 
+TEST(Checksum, VectorAndScalarSumsAgreeAtEveryOffsetAndLength) {
+  if (!checksum_internal::HaveVector()) GTEST_SKIP() << "no AVX2 on this CPU";
+  std::mt19937 rng(11);
+  Bytes data(70000);
+  for (auto& b : data) b = static_cast<uint8_t>(rng());
+  for (size_t off = 0; off < 64; off++)
+    for (size_t n : {0u, 1u, 63u, 64u, 65u, 127u, 128u, 129u, 1460u, 1461u, 9000u, 65480u}) {
+      std::span<const uint8_t> sp = S(data).subspan(off, n);
+      ASSERT_EQ(checksum_internal::AddVector(sp, 0x1234), checksum_internal::AddScalar(sp, 0x1234))
+          << "offset " << off << " length " << n;
+      ASSERT_EQ(Checksum(sp), RefFold(RefSum(sp.data(), n))) << "offset " << off << " length " << n;
+    }
+  Bytes ones(65536, 0xff);
+  EXPECT_EQ(checksum_internal::AddVector(S(ones), 0), checksum_internal::AddScalar(S(ones), 0));
+}
+
 Bytes Udp4Frame(size_t payload_len = 5) {
   Bytes payload(payload_len, 'x');
   Bytes f = testing::Ipv4Frame(kDefaultOurMac, "192.0.2.10", "203.0.113.5", IPPROTO_UDP,
