@@ -23,6 +23,7 @@
 
 #include "gtest/gtest.h"
 #include "tests/e2e/e2e_util.h"
+#include "tests/e2e/swap_util.h"
 #include "tests/e2e/tap_util.h"
 
 namespace ringfwd::e2e {
@@ -311,6 +312,55 @@ TEST_F(TapTest, TcpTwentyParallelWithDropAndReorder) {
       "retransmits\n",
       in_drop, out_drop, rtx, fast);
   ExpectNoChecksumErrors(*target_);
+  ExpectCleanExit(*d);
+}
+
+TEST_F(TapTest, TcpSwapCarriesTapRulesOverAndLeavesTheirConnections) {
+  // Rules whose target is the guest swap like any other: an unchanged one
+  // keeps its listening socket, and a translated connection through it goes
+  // on across the swap, every byte in order.
+  SocketDir dir;
+  const std::string ctl = dir.Path("ctl.sock");
+  const std::string kept = std::string("0.0.0.0/8091:") + kGuest4 + "/80";
+  const std::string added = std::string("0.0.0.0/8092:") + kGuest4 + "/81";
+  auto d = StartTap({"-c", ctl, "-t", kept});
+  ASSERT_TRUE(d);
+  TcpServer g80(TcpListen(*target_, Addr::Of(kGuest4, 80)), TransferHandler);
+  TcpServer g81(TcpListen(*target_, Addr::Of(kGuest4, 81)), TransferHandler);
+  const uint64_t inode = ListenerInode(*host_, AF_INET, 8091);
+  ASSERT_NE(inode, 0u);
+  EXPECT_EQ(ListenerInode(*host_, AF_INET, 8092), 0u);
+
+  // A download through the kept rule, held mid-way by the client's reads
+  // (16 MiB is more than the sockets and windows on the way hold).
+  int err = 0;
+  Fd c = TcpConnect(*outside_, Addr::Of("192.0.2.1", 8091), &err);
+  ASSERT_TRUE(c.valid()) << std::strerror(err);
+  constexpr uint64_t kLen = 16 << 20;
+  ASSERT_EQ(SendAll(c.get(), TransferHeader('D', 77, kLen), In(5000 * Slowdown())), 0);
+  std::string first;
+  ASSERT_EQ(RecvExact(c.get(), 1 << 20, &first, In(10000 * Slowdown())), 0);
+
+  CmdResult r = RunPesto({"-t", kept, "-t", added}, ctl);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(ListenerInode(*host_, AF_INET, 8091), inode) << "the listener was not carried over";
+  EXPECT_NE(ListenerInode(*host_, AF_INET, 8092), 0u);
+
+  std::string rest;
+  ASSERT_EQ(RecvExact(c.get(), kLen - first.size(), &rest, In(30000 * Slowdown())), 0);
+  Digest dg;
+  dg.Update(first.data(), first.size());
+  dg.Update(rest.data(), rest.size());
+  EXPECT_EQ(dg.Value(), PatternDigest(77, kLen)) << "the connection lost or reordered bytes";
+  std::string tail;
+  EXPECT_EQ(RecvToEof(c.get(), &tail, In(5000 * Slowdown())), 0);
+  EXPECT_TRUE(tail.empty());
+  c = Fd();  // our FIN ends the guest's side too
+  // The added rule reaches the guest too.
+  Upload(*outside_, Addr::Of("192.0.2.1", 8092), 78, 2048);
+  EXPECT_EQ(g80.accepted(), 1);
+  EXPECT_EQ(g81.accepted(), 1);
+  EXPECT_TRUE(LogShows(*d, "(0 open", 10000)) << "flows left open";
   ExpectCleanExit(*d);
 }
 
