@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <thread>
 #include <vector>
@@ -19,6 +20,7 @@
 #include "tests/e2e/frame6_util.h"
 #include "tests/e2e/load_util.h"
 #include "tests/e2e/tap_util.h"
+#include "tests/e2e/vm_relay_util.h"
 
 namespace ringfwd::e2e {
 namespace {
@@ -388,6 +390,53 @@ TEST_F(TapQemuTest, HostUdpRulesReachTheVm) {
       EXPECT_EQ(Addr::FromSockaddr(reinterpret_cast<sockaddr*>(&from), len), to);
     }
   }
+}
+
+// One transfer of `len` bytes of Pattern(seed) through a TransferHandler
+// server at `to`, from a client in `ns`: 'U' uploads, 'D' downloads; the
+// server's digest (upload) or ours (download) must match.
+void Transfer(const TempNetns& ns, const Addr& to, char op, uint64_t seed, uint64_t len) {
+  int err = 0;
+  Fd c = TcpConnect(ns, to, &err);
+  ASSERT_TRUE(c.valid()) << "connect " << to.ToString() << ": " << std::strerror(err);
+  Deadline d = In(60000 * Slowdown());
+  ASSERT_EQ(SendAll(c.get(), TransferHeader(op, seed, len), d), 0);
+  ExchangeResult r = Exchange(c.get(), op == 'U' ? seed : 0, op == 'U' ? len : 0, true, d);
+  ASSERT_EQ(r.err, 0) << std::strerror(r.err);
+  if (op == 'U') {
+    EXPECT_EQ(r.head, TransferReply(len, PatternDigest(seed, len))) << "upload of " << len;
+  } else {
+    EXPECT_EQ(r.received, len);
+    EXPECT_EQ(r.recv_digest, PatternDigest(seed, len)) << "download of " << len;
+  }
+}
+
+TEST_F(TapQemuTest, AKernelVmSpeaksTcpThroughTheStreamBothWays) {
+  // The VM is a namespace's kernel behind a tap, its frames relayed to the
+  // stream: its TCP connections become host sockets, and a HOST rule's
+  // accepted connections become its own, with payloads intact.
+  TcpServer outside(TcpListen(*outside_, Addr::Of(kOutside4, 8080)), TransferHandler);
+  auto d = StartQemu({"-t", "8094:80"});
+  ASSERT_TRUE(d);
+  std::string err;
+  std::unique_ptr<VmRelay> vm =
+      VmRelay::Start(*target_, "vm0", "02:00:00:00:00:43", 65520, std::string(kGuest4) + "/24",
+                     kGateway4, path_, &err);
+  ASSERT_TRUE(vm) << err;
+  TcpServer in_vm(TcpListen(*target_, Addr::Of(kGuest4, 80)), TransferHandler);
+  const Addr out = Addr::Of(kOutside4, 8080);
+  Transfer(*target_, out, 'U', 61, 2048);
+  Transfer(*target_, out, 'D', 62, 2048);
+  Transfer(*target_, out, 'U', 63, 8 << 20);
+  Transfer(*target_, out, 'D', 64, 8 << 20);
+  EXPECT_EQ(outside.accepted(), 4);
+  const Addr rule = Addr::Of("127.0.0.1", 8094);
+  Transfer(*host_, rule, 'U', 65, 2048);
+  Transfer(*host_, rule, 'D', 66, 8 << 20);
+  EXPECT_EQ(in_vm.accepted(), 2);
+  EXPECT_TRUE(vm->error().empty()) << vm->error();
+  EXPECT_GE(vm->frames_to_daemon(), (8u << 20) / 65535) << "the 8 MiB upload went over the stream";
+  EXPECT_TRUE(d->Running());
 }
 
 TEST_F(TapQemuTest, HostTcpRulesSendTheVmASyn) {
