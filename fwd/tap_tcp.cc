@@ -67,6 +67,35 @@ TapTcp::TapTcp(Ring* ring, const LinkConfig& config, const LinkState& state, Soc
   blocked_next_.reserve(opts.max_flows);
   scan_.reserve(opts.max_flows);
   if (opts_.sndbuf < 0) opts_.sndbuf = TcpWmemMax();
+  for (auto& p : pool_) p.reserve(opts_.pool);
+  RefillPool();
+}
+
+absl::StatusOr<Fd> TapTcp::NewSocket(int family) {
+  absl::StatusOr<Fd> s = host_->Socket(family, SOCK_STREAM);
+  if (s.ok()) SizeSendBuffer(s->get());
+  return s;
+}
+
+absl::StatusOr<Fd> TapTcp::TakeSocket(int family) {
+  std::vector<Fd>& p = pool_[family == AF_INET6];
+  if (p.empty()) return NewSocket(family);
+  Fd s = std::move(p.back());
+  p.pop_back();
+  stats_.pool_hits++;
+  return s;
+}
+
+void TapTcp::RefillPool() {
+  for (int family : {AF_INET, AF_INET6}) {
+    if (!(family == AF_INET ? config_.has_v4 : config_.has_v6)) continue;
+    std::vector<Fd>& p = pool_[family == AF_INET6];
+    while (p.size() < opts_.pool) {
+      absl::StatusOr<Fd> s = NewSocket(family);
+      if (!s.ok()) break;  // out of descriptors: SYNs make their own, or fail and say so
+      p.push_back(std::move(*s));
+    }
+  }
 }
 
 void TapTcp::SizeSendBuffer(int fd) {
@@ -150,7 +179,7 @@ uint32_t TapTcp::Open(const Key& key, const FrameView& syn, std::span<const uint
   }
   Addr6 target = udp_.MapTarget(key.dst, key.dport);
   SockAddr to = SockAddr::From(target, key.dport);
-  absl::StatusOr<Fd> sock = host_->Socket(to.family(), SOCK_STREAM);
+  absl::StatusOr<Fd> sock = TakeSocket(to.family());
   if (!sock.ok()) {
     stats_.syn_dropped++;
     LOG_RATELIMITED(log::Level::kWarn, "tap TCP: %s", sock.status().message());
@@ -194,7 +223,6 @@ uint32_t TapTcp::Claim(const Key& key, Fd sock, int64_t now_ns) {
   f = Flow{};
   f.gen = gen;
   f.sock = std::move(sock);
-  SizeSendBuffer(f.sock.get());
   f.key = key;
   f.iss = isn_.Isn(key.dst, key.dport, key.guest, key.gport, now_ns);
   f.ts_off = f.iss * 2654435761u;  // per flow, so the clock is not shared (RFC 7323 7.1)
@@ -237,6 +265,7 @@ void TapTcp::Accept(Fd client, uint16_t port, int64_t now_ns) {
   }
   int one = 1;
   setsockopt(client.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  SizeSendBuffer(client.get());
   uint32_t idx = Claim(key, std::move(client), now_ns);
   Flow& f = flows_[idx];
   f.state = State::kSynSent;
@@ -641,6 +670,7 @@ void TapTcp::MaybeDone(uint32_t idx) {
 void TapTcp::Tick(int64_t now_ns) {
   if (now_ns < next_timer_ns_) return;
   next_timer_ns_ = now_ns + kTimerStepNs;
+  RefillPool();
   for (const auto& [key, idx] : map_) {
     (void)key;
     scan_.push_back(idx);  // a copy: timers may close flows

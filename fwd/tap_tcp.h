@@ -3,7 +3,8 @@
 //
 // Theory of operation. A flow is keyed by what the guest sees: its address
 // and port, and the address and port it connected to. A SYN from the guest
-// opens a non-blocking host socket (in the daemon's namespace) and connects
+// takes a non-blocking host socket (in the daemon's namespace; from a small
+// pool per family, refilled on the timer, else a new one) and connects
 // it through the ring (kind kTapTcpConnect) to the mapped target (the host's
 // loopback for the gateway's address, as for UDP). SYN retries while the
 // connect is in flight are absorbed. A failed connect answers the guest with
@@ -70,6 +71,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
 #include "fwd/addr.h"
 #include "fwd/frame_batch.h"
 #include "fwd/frame_sink.h"
@@ -107,6 +109,7 @@ struct TapTcpStats {
   uint64_t timeouts = 0;  // flows aborted after too many retries
   uint64_t idle_closed = 0;
   uint64_t sink_full = 0;  // frames not sent: the link's queue was full
+  uint64_t pool_hits = 0;  // outbound flows that took a socket from the pool
 };
 
 struct TapTcpOptions {
@@ -118,6 +121,9 @@ struct TapTcpOptions {
   // Send buffer of each flow's host socket, bytes: -1 takes net.ipv4.tcp_wmem's
   // maximum, 0 leaves the kernel's default and autotuning.
   int64_t sndbuf = -1;
+  // Sockets kept ready per family for the guest's SYNs (refilled on the
+  // timer), so that a connection starts with the connect alone.
+  size_t pool = 8;
 };
 
 class TapTcp {
@@ -176,6 +182,10 @@ class TapTcp {
   void OnSynAck(uint32_t idx, const FrameView& v, std::span<const uint8_t> frame, int64_t now_ns);
   // Gives a new flow's socket the send buffer of the options.
   void SizeSendBuffer(int fd);
+  // A host socket for an outbound flow: from the pool, else a new one.
+  absl::StatusOr<Fd> TakeSocket(int family);
+  absl::StatusOr<Fd> NewSocket(int family);
+  void RefillPool();
   // Takes a slot for `key` (nothing else set).
   uint32_t Claim(const Key& key, Fd sock, int64_t now_ns);
   void OnReadable(uint32_t idx, int events, int64_t now_ns);
@@ -221,6 +231,7 @@ class TapTcp {
   const TapUdp& udp_;
   TapTcpOptions opts_;
   bool sndbuf_capped_logged_ = false;
+  std::vector<Fd> pool_[2];  // AF_INET, AF_INET6
   IsnGenerator isn_;
   std::vector<Flow> flows_;
   std::vector<uint32_t> free_;

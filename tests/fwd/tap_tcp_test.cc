@@ -182,6 +182,31 @@ TEST_F(TapTcpTest, SynFloodPastTheTableIsDroppedAndCounted) {
   EXPECT_EQ(tcp->active(), 0u);
 }
 
+TEST_F(TapTcpTest, OutboundFlowsTakePooledSocketsAndMakeTheirOwnWhenItRunsDry) {
+  auto tcp = Make(32);  // a pool of 8 (the default), filled at start
+  std::vector<std::vector<uint8_t>> frames;
+  for (int i = 0; i < 12; i++)
+    frames.push_back(Segment(static_cast<uint16_t>(20000 + i), 1000, 0, kTcpSyn));
+  Feed(*tcp, frames, 0);
+  EXPECT_EQ(tcp->stats().flows_created, 12u);
+  EXPECT_EQ(tcp->stats().pool_hits, 8u);
+  // Pooled or not, every flow connects and answers.
+  Pump(
+      *tcp, [&] { return sink_.frames.size() >= 12; }, 0);
+  size_t synacks = 0;
+  for (const auto& f : sink_.frames) {
+    FrameView v = ParseFrame(f);
+    ASSERT_TRUE(v.ok());
+    if (v.tcp_flags == (kTcpSyn | kTcpAck) && v.tcp_ack == 1001) synacks++;
+  }
+  EXPECT_EQ(synacks, 12u);
+  // The timer refills the pool.
+  tcp->Tick(kSec / 10);
+  Feed(*tcp, {Segment(20100, 1000, 0, kTcpSyn)}, kSec / 10);
+  EXPECT_EQ(tcp->stats().pool_hits, 9u);
+  tcp->CloseAll();
+}
+
 TEST_F(TapTcpTest, BadSegmentsAreDroppedOrReset) {
   auto tcp = Make(8);
   // A bad checksum: dropped and counted, nothing sent.
