@@ -40,6 +40,16 @@ struct TapUdp::Scratch {
   uint8_t err_data[kQuoteMax];
   uint8_t quote[kIpv6HeaderLen + kUdpHeaderLen + kQuoteMax];
   alignas(cmsghdr) uint8_t cmsg[512];
+
+  Scratch() {
+    // The receive batch points at its slots once; each call sets the lengths.
+    for (int i = 0; i < kRecvBatch; i++) {
+      riov[i] = iovec{rdata.get() + i * kRecvSlot, kRecvSlot};
+      rmsgs[i].msg_hdr = msghdr{};
+      rmsgs[i].msg_hdr.msg_iov = &riov[i];
+      rmsgs[i].msg_hdr.msg_iovlen = 1;
+    }
+  }
 };
 
 TapUdp::TapUdp(Ring* ring, const LinkConfig& config, const LinkState& state, SocketFactory* host,
@@ -262,12 +272,7 @@ TapUdp::ReadResult TapUdp::ReadReplies(uint32_t index, int64_t now_ns) {
     std::span<uint8_t> probe = sink_->Reserve(hdr + 1);
     sink_->Commit(0);
     if (probe.empty()) return ReadResult::kBlocked;
-    for (int i = 0; i < kRecvBatch; i++) {
-      s.riov[i] = iovec{s.rdata.get() + i * kRecvSlot, room};
-      s.rmsgs[i].msg_hdr = msghdr{};
-      s.rmsgs[i].msg_hdr.msg_iov = &s.riov[i];
-      s.rmsgs[i].msg_hdr.msg_iovlen = 1;
-    }
+    for (int i = 0; i < kRecvBatch; i++) s.riov[i].iov_len = room;
     // One call takes what is queued: fewer than a batch means the socket
     // was empty, and the next datagram wakes the poll again.
     int n = recvmmsg(f.sock.get(), s.rmsgs, kRecvBatch, MSG_DONTWAIT, nullptr);

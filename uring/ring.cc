@@ -82,11 +82,14 @@ io_uring_sqe* Ring::GetSqe() {
 int Ring::Submit() { return io_uring_submit(&ring_); }
 
 int Ring::SubmitAndWait(int timeout_ms) {
+  // The wait counts every completion in the queue, the prompt ones included.
+  unsigned want = 1 + prompt_;
+  prompt_ = 0;
   if (io_uring_cq_ready(&ring_)) return io_uring_submit(&ring_);
-  if (timeout_ms < 0) return io_uring_submit_and_wait(&ring_, 1);
+  if (timeout_ms < 0) return io_uring_submit_and_wait(&ring_, want);
   __kernel_timespec ts{timeout_ms / 1000, (timeout_ms % 1000) * 1000000LL};
   io_uring_cqe* cqe = nullptr;
-  return io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
+  return io_uring_submit_and_wait_timeout(&ring_, &cqe, want, &ts, nullptr);
 }
 
 void Ring::PrepPoll(int fd, unsigned mask, uint64_t user_data) {

@@ -35,8 +35,18 @@ class Ring {
   // Hands every queued submission to the kernel; returns how many, or -errno.
   int Submit();
 
-  // Submits, waits until at least one completion is ready or `timeout_ms`
-  // passes (-1: no timeout), then calls handler(const io_uring_cqe&) for every
+  // `n` submissions queued since the last wait complete as they are
+  // submitted, without waiting on anything outside the process (writes to a
+  // tap). The next wait that submits them asks for `n` completions more
+  // than one, so that theirs alone do not end it and the loop does not pay
+  // a second io_uring_enter to go back to sleep. Only a hint: a completion
+  // that comes later delays the wait's return to it, never past the wait's
+  // timeout.
+  void ExpectPromptCompletions(unsigned n) { prompt_ += n; }
+
+  // Submits, waits until at least one completion is ready (one more than
+  // the prompt completions expected, see ExpectPromptCompletions) or
+  // `timeout_ms` passes (-1: no timeout), then calls handler(const io_uring_cqe&) for every
   // ready completion. Returns the number handled, or -errno (-EINTR when a
   // signal arrived, -ETIME on timeout with nothing handled).
   template <typename Handler>
@@ -105,6 +115,7 @@ class Ring {
   io_uring ring_{};
   bool initialized_ = false;
   bool accept_poll_first_ = true;
+  unsigned prompt_ = 0;  // ExpectPromptCompletions() since the last wait
 };
 
 }  // namespace ringfwd

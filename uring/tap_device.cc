@@ -4,9 +4,11 @@
 #include <linux/if_tun.h>
 #include <net/if.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <bit>
 #include <cerrno>
 #include <cstring>
 
@@ -17,6 +19,9 @@
 namespace ringfwd {
 
 constexpr size_t kEthHeader = 14;
+// The generation that tags the multishot read's completions (single-shot
+// reads carry 0 and their buffer's index).
+constexpr uint32_t kMultishotGen = 1;
 
 absl::StatusOr<Fd> TapDevice::OpenTap(const std::string& name, std::string* actual) {
   if (name.size() >= IFNAMSIZ)
@@ -33,31 +38,136 @@ absl::StatusOr<Fd> TapDevice::OpenTap(const std::string& name, std::string* actu
 }
 
 TapDevice::TapDevice(Ring* ring, Fd tap, FrameReceiver* rx, size_t mtu, FrameSourceKinds kinds,
-                     unsigned reads, unsigned write_slots, unsigned ring_reads)
+                     const TapDeviceOptions& opts)
     : ring_(ring),
       tap_(std::move(tap)),
       rx_(rx),
       frame_size_(mtu + kEthHeader),
       kinds_(kinds),
-      nreads_(reads),
-      nwrites_(write_slots),
-      ring_reads_(std::max(1u, std::min(ring_reads, reads))),
-      rbufs_(new uint8_t[reads * frame_size_]),
-      wbufs_(new uint8_t[write_slots * frame_size_]),
-      ready_len_(reads),
-      queued_len_(write_slots) {
-  ready_.reserve(reads);
-  failed_.reserve(reads);
-  batch_.reserve(reads);
-  queued_.reserve(write_slots);
-  free_writes_.reserve(write_slots);
-  for (unsigned i = write_slots; i-- > 0;) free_writes_.push_back(i);
+      nreads_(std::max(1u, opts.buffers)),
+      nwrites_(opts.write_slots),
+      ring_reads_(std::max(1u, std::min(opts.ring_reads, nreads_))),
+      rbufs_(new uint8_t[nreads_ * frame_size_]),
+      wbufs_(new uint8_t[nwrites_ * frame_size_]),
+      ready_len_(nreads_),
+      queued_len_(nwrites_),
+      want_multishot_(opts.multishot),
+      multishot_opcode_(opts.multishot_opcode) {
+  ready_.reserve(nreads_);
+  failed_.reserve(nreads_);
+  batch_.reserve(nreads_);
+  queued_.reserve(nwrites_);
+  free_writes_.reserve(nwrites_);
+  for (unsigned i = nwrites_; i-- > 0;) free_writes_.push_back(i);
 }
 
-TapDevice::~TapDevice() = default;
+TapDevice::~TapDevice() {
+  if (br_) munmap(br_, br_bytes_);
+}
 
 void TapDevice::Start() {
+  if (want_multishot_ && SetupBufferRing()) {
+    multishot_ = true;
+    SubmitMultishot();
+    return;
+  }
+  StartSingleShot();
+}
+
+void TapDevice::StartSingleShot() {
+  multishot_ = false;
   for (uint32_t i = 0; i < ring_reads_; i++) SubmitRead(i);
+}
+
+bool TapDevice::SetupBufferRing() {
+  if (nreads_ > 32768) return false;  // buffer ids are 16 bits, the ring at most 32768 entries
+  br_entries_ = std::bit_ceil(nreads_);
+  br_bytes_ = sizeof(io_uring_buf) * br_entries_;
+  void* map = mmap(nullptr, br_bytes_, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+  if (map == MAP_FAILED) return false;
+  br_ = static_cast<io_uring_buf_ring*>(map);
+  io_uring_buf_ring_init(br_);
+  io_uring_buf_reg reg{};
+  reg.ring_addr = reinterpret_cast<uint64_t>(br_);
+  reg.ring_entries = br_entries_;
+  reg.bgid = kinds_.read;
+  if (int ret = io_uring_register_buf_ring(ring_->raw(), &reg, 0); ret < 0) {
+    LOG_INFO("tap: no provided-buffer ring (%s); reading with single-shot reads",
+             std::strerror(-ret));
+    munmap(br_, br_bytes_);
+    br_ = nullptr;
+    return false;
+  }
+  const int mask = io_uring_buf_ring_mask(br_entries_);
+  for (uint32_t slot = 0; slot < nreads_; slot++)
+    io_uring_buf_ring_add(br_, rbufs_.get() + size_t{slot} * frame_size_, frame_size_,
+                          static_cast<uint16_t>(slot), mask, static_cast<int>(slot));
+  io_uring_buf_ring_advance(br_, static_cast<int>(nreads_));
+  return true;
+}
+
+void TapDevice::SubmitMultishot() {
+  io_uring_sqe* sqe = ring_->GetSqe();
+  // No address and no length: each read takes a whole buffer of the group.
+  io_uring_prep_rw(multishot_opcode_, sqe, tap_.get(), nullptr, 0, 0);
+  sqe->flags |= IOSQE_BUFFER_SELECT;
+  sqe->buf_group = kinds_.read;
+  io_uring_sqe_set_data64(sqe, UserData{kinds_.read, kMultishotGen, 0}.Pack());
+}
+
+void TapDevice::HandleMultishot(const io_uring_cqe& cqe) {
+  if (cqe.res > 0 && (cqe.flags & IORING_CQE_F_BUFFER)) {
+    uint32_t slot = cqe.flags >> IORING_CQE_BUFFER_SHIFT;
+    if (slot < nreads_) {
+      ready_len_[slot] = cqe.res;
+      ready_.push_back(slot);
+      stats_.frames_in++;
+      stats_.bytes_in += cqe.res;
+      ms_frames_++;
+    }
+  }
+  if (cqe.flags & IORING_CQE_F_MORE) return;
+  // The read ended. Out of buffers (more frames in one loop iteration than
+  // buffers), or the kernel's own reasons: re-armed once the buffers are
+  // back.
+  if (cqe.res > 0 || cqe.res == -ENOBUFS || cqe.res == -EAGAIN || cqe.res == -EINTR) {
+    ms_rearm_ = true;
+    rearms_++;
+    return;
+  }
+  if (cqe.res == -ECANCELED) return;
+  if (cqe.res == -EINVAL && ms_frames_ == 0) {
+    // A kernel before 6.7 does not know the opcode: single-shot reads.
+    LOG_INFO("tap: no multishot read (%s); reading with single-shot reads",
+             std::strerror(-cqe.res));
+    io_uring_unregister_buf_ring(ring_->raw(), kinds_.read);
+    munmap(br_, br_bytes_);
+    br_ = nullptr;
+    StartSingleShot();
+    return;
+  }
+  stats_.read_errors++;
+  LOG_RATELIMITED(log::Level::kWarn, "tap: read: %s", std::strerror(cqe.res < 0 ? -cqe.res : EIO));
+  ms_failed_ = true;
+}
+
+void TapDevice::DeliverMultishot() {
+  if (!ready_.empty()) {
+    batch_.clear();
+    for (uint32_t slot : ready_)
+      batch_.emplace_back(rbufs_.get() + size_t{slot} * frame_size_, ready_len_[slot]);
+    rx_->OnFrames(batch_);
+    const int mask = io_uring_buf_ring_mask(br_entries_);
+    for (size_t i = 0; i < ready_.size(); i++)
+      io_uring_buf_ring_add(br_, rbufs_.get() + size_t{ready_[i]} * frame_size_, frame_size_,
+                            static_cast<uint16_t>(ready_[i]), mask, static_cast<int>(i));
+    io_uring_buf_ring_advance(br_, static_cast<int>(ready_.size()));
+    ready_.clear();
+  }
+  if (ms_rearm_) {
+    ms_rearm_ = false;
+    SubmitMultishot();
+  }
 }
 
 void TapDevice::SubmitRead(uint32_t slot) {
@@ -69,7 +179,11 @@ void TapDevice::SubmitRead(uint32_t slot) {
 
 void TapDevice::HandleCompletion(const io_uring_cqe& cqe, UserData ud) {
   if (ud.kind == kinds_.read) {
-    if (ud.index >= nreads_) return;
+    if (ud.gen == kMultishotGen) {
+      if (multishot_) HandleMultishot(cqe);
+      return;
+    }
+    if (ud.index >= nreads_ || multishot_) return;
     reads_in_flight_--;
     if (cqe.res > 0) {
       ready_len_[ud.index] = cqe.res;
@@ -101,6 +215,10 @@ void TapDevice::HandleCompletion(const io_uring_cqe& cqe, UserData ud) {
 }
 
 void TapDevice::DeliverReceived() {
+  if (multishot_) {
+    DeliverMultishot();
+    return;
+  }
   if (ready_.empty()) return;
   // The ring's read found a frame: whatever else is queued is read now,
   // straight into the other buffers, until the tap is empty.
@@ -122,6 +240,10 @@ void TapDevice::DeliverReceived() {
 }
 
 void TapDevice::Tick() {
+  if (ms_failed_) {
+    ms_failed_ = false;
+    if (multishot_) SubmitMultishot();
+  }
   for (uint32_t slot : failed_) SubmitRead(slot);
   failed_.clear();
 }
@@ -153,6 +275,10 @@ void TapDevice::Commit(size_t len) {
 }
 
 void TapDevice::Flush() {
+  if (queued_.empty()) return;
+  // Writes to a tap complete as they are submitted: the wait that submits
+  // them must not end on their completions alone.
+  ring_->ExpectPromptCompletions(static_cast<unsigned>(queued_.size()));
   for (uint32_t slot : queued_) {
     io_uring_sqe* sqe = ring_->GetSqe();
     io_uring_prep_write(sqe, tap_.get(), wbufs_.get() + size_t{slot} * frame_size_,

@@ -5,17 +5,35 @@
 // namespace (a tun device belongs to the namespace of the thread that
 // creates it: OpenTap() runs on the namespace thread) and then used from the
 // data-plane thread. Frames land in `buffers` preallocated buffers of one
-// frame each (MTU + Ethernet header). `ring_reads` of them have a read in
-// flight on the ring (one by default: every read parked on the tap is woken
-// by every frame, so more would only add wakeups); a completed read parks its
-// buffer as ready until the loop calls DeliverReceived(), which takes what
-// else the tap holds with plain non-blocking reads into the other buffers
-// (until EAGAIN, or all are full), hands every frame to the receiver in one
-// batch and re-submits the ring's reads. Output frames are built in place in
-// `write_slots` preallocated buffers; Flush() queues one write per committed
-// frame, and a slot is free again when its write completes. A read that
-// fails (the interface went away) is re-armed on the next Tick(), never in a
-// tight loop.
+// frame each (MTU + Ethernet header).
+//
+// Reading, by default: one multishot read (IORING_OP_READ_MULTISHOT, Linux
+// 6.7+) whose buffers come from a provided-buffer ring holding every
+// receive buffer. The kernel reads the tap whenever it has frames, one
+// completion per frame, until it is empty (the read that finds it empty is
+// the kernel's, not a system call of ours); a completion parks its buffer as
+// ready until the loop calls DeliverReceived(), which hands every frame to
+// the receiver in one batch and gives the buffers back to the ring. When the
+// buffers run out (more frames in one loop iteration than buffers) or the
+// kernel ends the read for another reason, it is re-armed once the buffers
+// are back. A kernel that refuses the multishot read (EINVAL: it does not
+// know the opcode) or the buffer ring gets the single-shot path:
+//
+// `ring_reads` of the buffers have a plain read in flight on the ring (one
+// by default: every read parked on the tap is woken by every frame, so more
+// would only add wakeups); a completed read parks its buffer as ready until
+// DeliverReceived(), which takes what else the tap holds with plain
+// non-blocking reads into the other buffers (until EAGAIN, or all are full),
+// hands every frame to the receiver in one batch and re-submits the ring's
+// reads.
+//
+// Output frames are built in place in `write_slots` preallocated buffers;
+// Flush() queues one write per committed frame, and a slot is free again
+// when its write completes. A tap write completes as it is submitted, so
+// Flush() tells the ring to expect those completions (the loop's wait then
+// still sleeps until something else happens, in one io_uring_enter). A read
+// that fails (the interface went away) is re-armed on the next Tick(), never
+// in a tight loop.
 #pragma once
 
 #include <memory>
@@ -36,6 +54,19 @@ struct FrameSourceKinds {
   uint8_t accept = 0;
 };
 
+// IORING_OP_READ_MULTISHOT (Linux 6.7; liburing 2.3 predates it).
+inline constexpr uint8_t kOpReadMultishot = 49;
+
+struct TapDeviceOptions {
+  unsigned buffers = 32;  // receive buffers of one frame each
+  unsigned write_slots = 128;
+  unsigned ring_reads = 1;  // single-shot path: plain reads in flight on the ring
+  bool multishot = true;    // a multishot read into a provided-buffer ring, if the kernel has it
+  // The opcode of the multishot read; tests give one the kernel refuses, to
+  // take the fallback as a kernel before 6.7 would.
+  uint8_t multishot_opcode = kOpReadMultishot;
+};
+
 class TapDevice : public FrameSource {
  public:
   // Creates (or attaches to) tap interface `name` in the calling thread's
@@ -44,9 +75,14 @@ class TapDevice : public FrameSource {
   static absl::StatusOr<Fd> OpenTap(const std::string& name, std::string* actual);
 
   // Takes the tap descriptor; frames up to `mtu` + 14 bytes. Nothing is
-  // submitted before Start().
+  // submitted before Start(). The buffer group of the multishot path is
+  // numbered `kinds.read` (unique per ring among the users of provided
+  // buffers).
   TapDevice(Ring* ring, Fd tap, FrameReceiver* rx, size_t mtu, FrameSourceKinds kinds,
-            unsigned buffers = 32, unsigned write_slots = 128, unsigned ring_reads = 1);
+            const TapDeviceOptions& opts = {});
+  // The ring must be torn down (or its requests cancelled) first or after:
+  // the buffer ring's memory is unmapped here but not unregistered (the ring
+  // may be gone already).
   ~TapDevice() override;
 
   void Start() override;
@@ -63,9 +99,20 @@ class TapDevice : public FrameSource {
   void Commit(size_t len) override;
 
   int fd() const { return tap_.get(); }
+  // Whether frames are read by the multishot read (false: the single-shot
+  // path, asked for or fallen back to).
+  bool multishot() const { return multishot_; }
+  // How often the multishot read was re-armed after it ended (out of
+  // buffers, mostly).
+  uint64_t multishot_rearms() const { return rearms_; }
 
  private:
   void SubmitRead(uint32_t slot);
+  void StartSingleShot();
+  bool SetupBufferRing();
+  void SubmitMultishot();
+  void HandleMultishot(const io_uring_cqe& cqe);
+  void DeliverMultishot();
 
   Ring* ring_;
   Fd tap_;
@@ -87,6 +134,17 @@ class TapDevice : public FrameSource {
   uint32_t reserved_ = UINT32_MAX;    // the write slot last reserved
   unsigned reads_in_flight_ = 0;
   FrameSourceStats stats_;
+  // The multishot path.
+  bool want_multishot_;
+  uint8_t multishot_opcode_;
+  bool multishot_ = false;
+  bool ms_rearm_ = false;   // re-arm after the buffers are back (DeliverReceived)
+  bool ms_failed_ = false;  // re-arm on the tick
+  uint64_t ms_frames_ = 0;  // frames the multishot read delivered
+  uint64_t rearms_ = 0;
+  io_uring_buf_ring* br_ = nullptr;  // mapped by hand: liburing 2.3 has no io_uring_setup_buf_ring
+  size_t br_bytes_ = 0;
+  unsigned br_entries_ = 0;
 };
 
 }  // namespace ringfwd

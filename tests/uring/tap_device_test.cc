@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <dirent.h>
+#include <linux/if_packet.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -97,7 +98,8 @@ TEST(TapDevice, ReadsAndWritesFramesThroughTheRing) {
   absl::StatusOr<std::unique_ptr<Ring>> ring = Ring::Create(64);
   ASSERT_TRUE(ring.ok());
   Collector rx;
-  TapDevice dev(ring->get(), std::move(*tap), &rx, 1500, FrameSourceKinds{16, 17, 18}, 8, 8);
+  TapDevice dev(ring->get(), std::move(*tap), &rx, 1500, FrameSourceKinds{16, 17, 18},
+                TapDeviceOptions{.buffers = 8, .write_slots = 8});
   dev.Start();
   int eagain = 0;
   auto pump = [&](auto done) {
@@ -177,6 +179,100 @@ TEST(TapDevice, ReadsAndWritesFramesThroughTheRing) {
   }
   EXPECT_EQ(workers, 0);
   EXPECT_EQ(eagain, 0) << "reads on the non-blocking tap must wait in the ring, not spin";
+}
+
+// How the frames are read in the tests below.
+enum class ReadPath { kMultishot, kSingleShot, kFallback };
+
+// `count` frames of a local experimental EtherType (0x88b5), numbered in
+// their payload, sent on an up tap from a packet socket in its namespace
+// before the device starts reading: all of them must come out, in order,
+// through `buffers` receive buffers.
+void ReadQueuedFrames(ReadPath path, unsigned buffers, int count) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root (tap devices, namespaces)";
+  if (access("/dev/net/tun", R_OK | W_OK) != 0) GTEST_SKIP() << "no /dev/net/tun";
+  Fd nsfd = NewNetnsFd();
+  ASSERT_TRUE(nsfd) << "unshare(CLONE_NEWNET)";
+  absl::StatusOr<std::unique_ptr<NetNs>> ns =
+      NetNs::Open(absl::StrCat("/proc/self/fd/", nsfd.get()));
+  ASSERT_TRUE(ns.ok()) << ns.status();
+  absl::StatusOr<Fd> tap = absl::InternalError("not run");
+  int sent = 0;
+  (*ns)->RunSync([&] {
+    std::string name;
+    tap = TapDevice::OpenTap("rftest1", &name);
+    if (!tap.ok()) return;
+    Fd s(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    ifreq ifr{};
+    std::strncpy(ifr.ifr_name, name.c_str(), IFNAMSIZ - 1);
+    ioctl(s.get(), SIOCGIFFLAGS, &ifr);
+    ifr.ifr_flags |= IFF_UP;
+    ioctl(s.get(), SIOCSIFFLAGS, &ifr);
+    Fd pk(socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0));
+    sockaddr_ll ll{};
+    ll.sll_family = AF_PACKET;
+    ll.sll_ifindex = static_cast<int>(if_nametoindex(name.c_str()));
+    for (int i = 0; i < count; i++) {
+      uint8_t f[60] = {0x02, 0, 0, 0, 0, 0x02, 0x02, 0, 0, 0, 0, 0x01, 0x88, 0xb5};
+      f[14] = static_cast<uint8_t>(i >> 8);
+      f[15] = static_cast<uint8_t>(i);
+      if (sendto(pk.get(), f, sizeof(f), 0, reinterpret_cast<sockaddr*>(&ll), sizeof(ll)) ==
+          sizeof(f))
+        sent++;
+    }
+  });
+  ASSERT_TRUE(tap.ok()) << tap.status();
+  ASSERT_EQ(sent, count);
+
+  absl::StatusOr<std::unique_ptr<Ring>> ring = Ring::Create(64);
+  ASSERT_TRUE(ring.ok());
+  Collector rx;
+  TapDeviceOptions opts{.buffers = buffers, .write_slots = 8};
+  if (path == ReadPath::kSingleShot) opts.multishot = false;
+  if (path == ReadPath::kFallback) opts.multishot_opcode = 255;  // no kernel knows it
+  TapDevice dev(ring->get(), std::move(*tap), &rx, 1500, FrameSourceKinds{16, 17, 18}, opts);
+  dev.Start();
+  std::vector<int> got;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (static_cast<int>(got.size()) < count && std::chrono::steady_clock::now() < deadline) {
+    (*ring)->RunOnce(50, [&](const io_uring_cqe& cqe) {
+      dev.HandleCompletion(cqe, UserData::Unpack(cqe.user_data));
+    });
+    rx.frames.clear();
+    dev.DeliverReceived();
+    for (const std::string& f : rx.frames)
+      if (f.size() >= 16 && uint8_t(f[12]) == 0x88 && uint8_t(f[13]) == 0xb5)
+        got.push_back((uint8_t(f[14]) << 8) | uint8_t(f[15]));
+  }
+  ASSERT_EQ(static_cast<int>(got.size()), count);
+  for (int i = 0; i < count; i++) EXPECT_EQ(got[i], i);
+  EXPECT_EQ(dev.stats().read_errors, 0u);
+  if (path == ReadPath::kMultishot) {
+    // Linux 6.7+ reads with one multishot read; more frames than buffers end
+    // it (ENOBUFS), and it is re-armed once the buffers are back.
+    EXPECT_TRUE(dev.multishot()) << "the kernel refused the multishot read";
+    if (count > static_cast<int>(buffers)) {
+      EXPECT_GT(dev.multishot_rearms(), 0u);
+    }
+  } else {
+    EXPECT_FALSE(dev.multishot());
+  }
+}
+
+TEST(TapDevice, MultishotReadsEveryQueuedFrameInOrder) {
+  ReadQueuedFrames(ReadPath::kMultishot, 32, 20);
+}
+
+TEST(TapDevice, MultishotReArmsWhenItRunsOutOfBuffers) {
+  ReadQueuedFrames(ReadPath::kMultishot, 2, 40);
+}
+
+TEST(TapDevice, SingleShotReadsEveryQueuedFrameInOrder) {
+  ReadQueuedFrames(ReadPath::kSingleShot, 4, 40);
+}
+
+TEST(TapDevice, FallsBackToSingleShotWhenTheKernelRefusesMultishot) {
+  ReadQueuedFrames(ReadPath::kFallback, 4, 40);
 }
 
 }  // namespace
