@@ -183,7 +183,7 @@ with open(f"{out}/tap_tcp.dat", "w") as f:
         for m in ("g2h_gbps", "h2g_gbps"):
             a, b = vals.get((mtu, m, "ringfwd"), []), vals.get((mtu, m, "pasta"), [])
             if a and b:
-                name = ("guest-to-host" if m.startswith("g2h") else "host-to-guest") + f"_MTU_{mtu}"
+                name = ("up" if m.startswith("g2h") else "down") + f"/{mtu}"
                 f.write(f"{name} {statistics.median(a):.3f} {statistics.median(b):.3f}\n")
 print(f"\nresults: {out}/tap_tcp.csv")
 EOF
@@ -199,6 +199,7 @@ set boxwidth 0.9
 set yrange [0:*]
 set grid ytics
 set xtics noenhanced
+set xlabel "direction (up: guest to host) / MTU"
 plot "$OUT/tap_tcp.dat" using 2:xtic(1) title "ringfwd --tap", "" using 3 title "pasta"
 EOF
   echo "plot: $OUT/tap_tcp.png"
