@@ -628,7 +628,11 @@ bool TapTcp::TakeAck(uint32_t idx, const FrameView& v, int64_t now_ns) {
     }
   } else if (ack == f.snd_una && !v.payload_len && !(v.tcp_flags & kTcpFin) &&
              f.snd_nxt != f.snd_una) {
-    if (++f.dup_acks == kDupAckThreshold && !f.recovering) {
+    // A duplicate ACK repeats the window too (otherwise it is a window
+    // update, RFC 5681). On this point-to-point link segments arrive in
+    // order, so the first one means a loss: resend at once rather than wait
+    // for the third.
+    if (wnd == f.guest_wnd && ++f.dup_acks == 1 && !f.recovering) {
       fast = true;
       f.recovering = true;
       f.recover = f.snd_nxt;

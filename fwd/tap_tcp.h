@@ -29,10 +29,11 @@
 // to the guest's window (PSH when the socket ran dry), and leaves the socket
 // (recv with MSG_TRUNC) only as the guest acknowledges it. A retransmission
 // timeout (1 s, doubling, bounded) rewinds snd_nxt to snd_una and resends
-// from there; three duplicate ACKs resend the first unacknowledged segment at
-// once, and so does each partial ACK until the data in flight at the first
-// duplicate is acknowledged (NewReno, RFC 6582). A zero window is probed with
-// one byte on the retransmission timer (probes are not counted as retries).
+// from there; a duplicate ACK (same ACK and window, no data: the link does
+// not reorder, so the first one means a loss) resends the first
+// unacknowledged segment at once, and so does each partial ACK until the data in flight at the
+// first duplicate is acknowledged (NewReno, RFC 6582). A zero window is probed with one byte on the
+// retransmission timer (probes are not counted as retries).
 //
 // Guest to socket: the in-order data of a batch's frames of one flow is
 // written with one sendmsg; older bytes are dropped as duplicates; segments

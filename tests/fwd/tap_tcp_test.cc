@@ -104,7 +104,7 @@ class TapTcpTest : public ::testing::Test {
     h.seq = seq;
     h.ack = ack;
     h.flags = flags;
-    h.window = 1000;  // x128
+    h.window = window_;  // x128
     uint8_t all[20];
     size_t n = 0;
     if (syn_opts) {
@@ -153,6 +153,7 @@ class TapTcpTest : public ::testing::Test {
   FrameBatch batch_;
   Fd listener_;
   uint16_t port_ = 0;
+  uint16_t window_ = 1000;  // of the guest's segments
   std::unique_ptr<TapUdp> udp_;
 };
 
@@ -366,6 +367,44 @@ TEST_F(TapTcpTest, TimestampsAreEchoedAndDuplicateAcksHoldTheWindow) {
   ASSERT_TRUE(Tsecr(sink_.frames[0], &ecr));
   EXPECT_EQ(ecr, 5001u);
   EXPECT_TRUE(VerifyL4Checksum(d, sink_.frames[0]));
+}
+
+TEST_F(TapTcpTest, ADuplicateAckWithTheSameWindowResendsAtOnce) {
+  auto tcp = Make(8);
+  const uint32_t gseq = 2000;
+  Feed(*tcp, {Segment(30002, gseq, 0, kTcpSyn, "", true)}, 0);
+  Pump(
+      *tcp, [&] { return !sink_.frames.empty(); }, 0);
+  ASSERT_EQ(sink_.frames.size(), 1u);
+  uint32_t iss = ParseFrame(sink_.frames[0]).tcp_seq;
+  pollfd p{listener_.get(), POLLIN, 0};
+  ASSERT_EQ(poll(&p, 1, 2000), 1);
+  Fd server(accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  ASSERT_TRUE(server.valid());
+  Feed(*tcp, {Segment(30002, gseq + 1, iss + 1, kTcpAck)}, 0);  // established
+  // Two segments toward the guest.
+  sink_.frames.clear();
+  std::string data(2000, 'y');
+  ASSERT_EQ(send(server.get(), data.data(), data.size(), 0), static_cast<ssize_t>(data.size()));
+  Pump(
+      *tcp, [&] { return sink_.frames.size() >= 2; }, 0);
+  ASSERT_EQ(sink_.frames.size(), 2u);
+  // The guest acknowledges nothing new, with a new window: a window update,
+  // not a loss.
+  sink_.frames.clear();
+  window_ = 1001;
+  std::vector<uint8_t> update = Segment(30002, gseq + 1, iss + 1, kTcpAck);
+  Feed(*tcp, {update}, 0);
+  EXPECT_EQ(tcp->stats().fast_retransmits, 0u);
+  EXPECT_TRUE(sink_.frames.empty());
+  // Then the same ACK and window again: a loss, the head goes again at once.
+  Feed(*tcp, {update}, 0);
+  EXPECT_EQ(tcp->stats().fast_retransmits, 1u);
+  ASSERT_EQ(sink_.frames.size(), 1u);
+  FrameView r = ParseFrame(sink_.frames[0]);
+  EXPECT_EQ(r.tcp_seq, iss + 1);
+  EXPECT_GT(r.payload_len, 0u);
+  EXPECT_EQ(tcp->stats().retransmits, 0u) << "no timeout involved";
 }
 
 }  // namespace
