@@ -23,6 +23,7 @@
 
 #include "gtest/gtest.h"
 #include "tests/e2e/e2e_util.h"
+#include "tests/e2e/load_util.h"
 #include "tests/e2e/swap_util.h"
 #include "tests/e2e/tap_util.h"
 
@@ -245,6 +246,7 @@ TEST_F(TapTest, TcpTenThousandSequentialConnectionsLeakNothing) {
   auto d = StartTap();
   ASSERT_TRUE(d);
   size_t fds_before = FdCount(d->pid());
+  int64_t rss_warm = -1;  // after the first 200: the slots and buffers in use were touched
   int done = 0;
   auto start = std::chrono::steady_clock::now();
   // Bounded in count and in time (a slow machine does fewer).
@@ -258,11 +260,18 @@ TEST_F(TapTest, TcpTenThousandSequentialConnectionsLeakNothing) {
     ASSERT_EQ(r.err, 0) << "connection " << i;
     ASSERT_EQ(r.received, 100u) << "connection " << i;
     done++;
+    if (done == 200) rss_warm = RssKiB(d->pid());
   }
   EXPECT_GE(done, 2000) << "too slow";
   std::printf("%d sequential connections\n", done);
   EXPECT_TRUE(LogShows(*d, "(0 open", 10000)) << "flows left open after " << done;
   EXPECT_LE(FdCount(d->pid()), fds_before) << "descriptors leaked";
+  if (!SkipMemoryChecks()) {
+    int64_t rss = RssKiB(d->pid());
+    std::printf("VmRSS %lld KiB after 200, %lld KiB after %d\n", static_cast<long long>(rss_warm),
+                static_cast<long long>(rss), done);
+    EXPECT_LE(rss, rss_warm + 512) << "memory grew with the connections";
+  }
   ExpectNoChecksumErrors(*target_);
 }
 
