@@ -78,9 +78,13 @@ class TapUdp {
          FrameSink* sink, size_t max_frame, const TapUdpOptions& opts);
   ~TapUdp();
 
-  // The frames of one UDP flow from the guest (indexes into `batch`).
+  // The frames of one UDP flow from the guest (indexes into `batch`). To
+  // the target, each datagram is queued as a send on the ring that reads
+  // the frame's buffer when the ring submits it: the buffers must stay as
+  // they are until then (FrameReceiver's contract).
   void HandleGroup(const FrameBatch& batch, std::span<const uint16_t> frames, int64_t now_ns);
-  // A completion of kind kTapUdp: replies or errors on a flow's socket.
+  // A completion of kind kTapUdp (replies or errors on a flow's socket) or
+  // kTapUdpSend (a send that failed).
   void HandleCompletion(const io_uring_cqe& cqe, UserData ud, int64_t now_ns);
   // Inbound: the datagrams a listener holds go to the guest's address at
   // the target port, from the client's address (the gateway's for clients
