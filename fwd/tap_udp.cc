@@ -137,6 +137,7 @@ void TapUdp::HandleGroup(const FrameBatch& batch, std::span<const uint16_t> fram
     sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
     io_uring_sqe_set_data64(sqe, UserData{kind::kTapUdpSend, f.gen, idx}.Pack());
   }
+  f.send_tail = ring_->QueuedTail();
   stats_.datagrams_out += frames.size();
 }
 
@@ -518,6 +519,9 @@ void TapUdp::Close(uint32_t index) {
   if (f.armed) ring_->PrepPollRemove(UserData{kind::kTapUdp, f.gen, index}.Pack());
   lru_.Unlink(index);
   map_.erase(f.key);
+  // Sends still queued name the socket by its number: they go to the
+  // kernel before it is closed (and the number given to another socket).
+  if (f.sock && !ring_->Submitted(f.send_tail)) ring_->Submit();
   f.sock.Reset();
   f.used = false;
   f.armed = false;

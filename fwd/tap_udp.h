@@ -129,6 +129,7 @@ class TapUdp {
     bool queued = false;   // in ready_ (kept across reuse of the slot)
     bool blocked = false;  // in blocked_ (likewise)
     uint32_t gen = 0;
+    unsigned send_tail = 0;  // the ring's queued tail after its last send
     Fd sock;
     Key key{};
     Addr6 target;  // where the socket is connected
