@@ -25,6 +25,7 @@ inline constexpr uint8_t kTapPing = 20;        // multishot POLLIN on a ping soc
 inline constexpr uint8_t kTapTcp = 21;         // multishot POLLIN on a translated TCP flow's socket
 inline constexpr uint8_t kTapTcpOut = 22;      // one-shot POLLOUT: room in its send buffer
 inline constexpr uint8_t kTapTcpConnect = 23;  // IORING_OP_CONNECT of a guest's SYN
+inline constexpr uint8_t kTapUdpSend = 24;     // a guest's datagram sent on its flow (fails only)
 inline constexpr uint8_t kTapLast = 31;
 
 }  // namespace ringfwd::kind

@@ -102,6 +102,7 @@ void TapLink::Dispatch(const io_uring_cqe& cqe, UserData ud, int64_t now_ns) {
       source_->HandleCompletion(cqe, ud);
       return;
     case kind::kTapUdp:
+    case kind::kTapUdpSend:
       udp_->HandleCompletion(cqe, ud, now_ns);
       return;
     case kind::kTapTcp:

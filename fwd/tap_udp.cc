@@ -120,32 +120,25 @@ void TapUdp::HandleGroup(const FrameBatch& batch, std::span<const uint16_t> fram
     SendToClient(idx, batch, frames);
     return;
   }
-  Scratch& s = *scratch_;
-  size_t n = 0;
+  // Each datagram is a send on the ring, straight from the frame's buffer
+  // (the source keeps it until the ring has taken the send: the loop's next
+  // wait submits it with everything else, no system call of its own).
+  // MSG_DONTWAIT: a full buffer fails at once instead of leaving the send
+  // parked on a poll that would read the buffer later. Only a failure
+  // completes: a full buffer, or an error from an earlier ICMP
+  // (ECONNREFUSED): UDP loses the datagram; the error itself is relayed
+  // from the error queue.
+  Flow& f = flows_[idx];
   for (uint16_t i : frames) {
     const FrameView& v = batch.view(i);
-    std::span<const uint8_t> f = batch.frame(i);
-    s.iov[n] = iovec{const_cast<uint8_t*>(f.data()) + v.payload_off, v.payload_len};
-    s.msgs[n].msg_hdr = msghdr{};
-    s.msgs[n].msg_hdr.msg_iov = &s.iov[n];
-    s.msgs[n].msg_hdr.msg_iovlen = 1;
-    n++;
+    std::span<const uint8_t> fr = batch.frame(i);
+    io_uring_sqe* sqe = ring_->GetSqe();
+    io_uring_prep_send(sqe, f.sock.get(), fr.data() + v.payload_off, v.payload_len, MSG_DONTWAIT);
+    sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+    io_uring_sqe_set_data64(sqe, UserData{kind::kTapUdpSend, f.gen, idx}.Pack());
   }
-  size_t sent = 0;
-  int fd = flows_[idx].sock.get();
-  while (sent < n) {
-    int r = sendmmsg(fd, s.msgs + sent, n - sent, MSG_DONTWAIT);
-    if (r > 0) {
-      sent += r;
-      continue;
-    }
-    if (r < 0 && errno == EINTR) continue;
-    // A full buffer, or an error from an earlier ICMP (ECONNREFUSED): UDP
-    // loses the datagram; the error itself is relayed from the error queue.
-    stats_.dropped++;
-    sent++;
-  }
-  stats_.datagrams_out += n;
+  f.send_tail = ring_->QueuedTail();
+  stats_.datagrams_out += frames.size();
 }
 
 uint32_t TapUdp::Claim(const Key& key, int64_t now_ns) {
@@ -207,6 +200,10 @@ uint32_t TapUdp::Create(const Key& key, int64_t now_ns) {
 }
 
 void TapUdp::HandleCompletion(const io_uring_cqe& cqe, UserData ud, int64_t now_ns) {
+  if (ud.kind == kind::kTapUdpSend) {
+    if (cqe.res < 0) stats_.dropped++;  // only failures complete
+    return;
+  }
   if (ud.index >= flows_.size()) return;
   Flow& f = flows_[ud.index];
   if (!f.used || f.gen != ud.gen) return;
@@ -522,6 +519,9 @@ void TapUdp::Close(uint32_t index) {
   if (f.armed) ring_->PrepPollRemove(UserData{kind::kTapUdp, f.gen, index}.Pack());
   lru_.Unlink(index);
   map_.erase(f.key);
+  // Sends still queued name the socket by its number: they go to the
+  // kernel before it is closed (and the number given to another socket).
+  if (f.sock && !ring_->Submitted(f.send_tail)) ring_->Submit();
   f.sock.Reset();
   f.used = false;
   f.armed = false;

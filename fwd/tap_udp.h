@@ -78,9 +78,13 @@ class TapUdp {
          FrameSink* sink, size_t max_frame, const TapUdpOptions& opts);
   ~TapUdp();
 
-  // The frames of one UDP flow from the guest (indexes into `batch`).
+  // The frames of one UDP flow from the guest (indexes into `batch`). To
+  // the target, each datagram is queued as a send on the ring that reads
+  // the frame's buffer when the ring submits it: the buffers must stay as
+  // they are until then (FrameReceiver's contract).
   void HandleGroup(const FrameBatch& batch, std::span<const uint16_t> frames, int64_t now_ns);
-  // A completion of kind kTapUdp: replies or errors on a flow's socket.
+  // A completion of kind kTapUdp (replies or errors on a flow's socket) or
+  // kTapUdpSend (a send that failed).
   void HandleCompletion(const io_uring_cqe& cqe, UserData ud, int64_t now_ns);
   // Inbound: the datagrams a listener holds go to the guest's address at
   // the target port, from the client's address (the gateway's for clients
@@ -125,6 +129,7 @@ class TapUdp {
     bool queued = false;   // in ready_ (kept across reuse of the slot)
     bool blocked = false;  // in blocked_ (likewise)
     uint32_t gen = 0;
+    unsigned send_tail = 0;  // the ring's queued tail after its last send
     Fd sock;
     Key key{};
     Addr6 target;  // where the socket is connected

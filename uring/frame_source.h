@@ -7,7 +7,8 @@
 // whose completions the forwarder hands back through HandleCompletion().
 // Frames read are collected there and given to the FrameReceiver in one batch
 // per loop iteration by DeliverReceived(), as spans into buffers the source
-// owns (valid for the duration of the call). Output goes through the
+// owns (valid for the duration of the call; not reused before the ring has
+// taken what the receiver queued). Output goes through the
 // FrameSink interface: frames are built in place in preallocated buffers and
 // every frame committed since the last Flush() is submitted together.
 #pragma once
@@ -27,7 +28,9 @@ class FrameReceiver {
  public:
   virtual ~FrameReceiver() = default;
   // A batch of frames (at least one), each a whole Ethernet frame. The spans
-  // are valid until the call returns.
+  // are valid until the call returns, and their bytes stay as they are until
+  // the ring has taken every submission queued during the call (a receiver
+  // may queue sends that point into them).
   virtual void OnFrames(std::span<const std::span<const uint8_t>> frames) = 0;
 };
 

@@ -44,6 +44,14 @@ class Ring {
   // timeout.
   void ExpectPromptCompletions(unsigned n) { prompt_ += n; }
 
+  // The position after the last submission queued so far.
+  unsigned QueuedTail() const { return ring_.sq.sqe_tail; }
+  // Whether the kernel has taken every submission queued up to `tail` (a
+  // QueuedTail()): memory they point to (a send's data) may be reused then.
+  bool Submitted(unsigned tail) const {
+    return static_cast<int>(__atomic_load_n(ring_.sq.khead, __ATOMIC_ACQUIRE) - tail) >= 0;
+  }
+
   // Submits, waits until at least one completion is ready (one more than
   // the prompt completions expected, see ExpectPromptCompletions) or
   // `timeout_ms` passes (-1: no timeout), then calls handler(const io_uring_cqe&) for every

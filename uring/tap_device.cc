@@ -55,6 +55,7 @@ TapDevice::TapDevice(Ring* ring, Fd tap, FrameReceiver* rx, size_t mtu, FrameSou
       multishot_opcode_(opts.multishot_opcode) {
   ready_.reserve(nreads_);
   failed_.reserve(nreads_);
+  held_.reserve(nreads_);
   batch_.reserve(nreads_);
   queued_.reserve(nwrites_);
   free_writes_.reserve(nwrites_);
@@ -152,16 +153,23 @@ void TapDevice::HandleMultishot(const io_uring_cqe& cqe) {
 }
 
 void TapDevice::DeliverMultishot() {
+  // The buffers of earlier batches go back once the ring has taken what the
+  // receiver queued for them (the loop's wait submits it).
+  if (!held_.empty() && ring_->Submitted(held_tail_)) {
+    const int mask = io_uring_buf_ring_mask(br_entries_);
+    for (size_t i = 0; i < held_.size(); i++)
+      io_uring_buf_ring_add(br_, rbufs_.get() + size_t{held_[i]} * frame_size_, frame_size_,
+                            static_cast<uint16_t>(held_[i]), mask, static_cast<int>(i));
+    io_uring_buf_ring_advance(br_, static_cast<int>(held_.size()));
+    held_.clear();
+  }
   if (!ready_.empty()) {
     batch_.clear();
     for (uint32_t slot : ready_)
       batch_.emplace_back(rbufs_.get() + size_t{slot} * frame_size_, ready_len_[slot]);
     rx_->OnFrames(batch_);
-    const int mask = io_uring_buf_ring_mask(br_entries_);
-    for (size_t i = 0; i < ready_.size(); i++)
-      io_uring_buf_ring_add(br_, rbufs_.get() + size_t{ready_[i]} * frame_size_, frame_size_,
-                            static_cast<uint16_t>(ready_[i]), mask, static_cast<int>(i));
-    io_uring_buf_ring_advance(br_, static_cast<int>(ready_.size()));
+    held_.insert(held_.end(), ready_.begin(), ready_.end());
+    held_tail_ = ring_->QueuedTail();
     ready_.clear();
   }
   if (ms_rearm_) {
@@ -221,8 +229,11 @@ void TapDevice::DeliverReceived() {
   }
   if (ready_.empty()) return;
   // The ring's read found a frame: whatever else is queued is read now,
-  // straight into the other buffers, until the tap is empty.
-  for (uint32_t slot = ring_reads_; slot < nreads_; slot++) {
+  // straight into the other buffers, until the tap is empty; not while the
+  // ring has yet to take what the receiver queued for the last batch in
+  // them (then the next wake-up reads those frames).
+  bool reuse = ring_->Submitted(held_tail_);
+  for (uint32_t slot = ring_reads_; reuse && slot < nreads_; slot++) {
     ssize_t n = read(tap_.get(), rbufs_.get() + size_t{slot} * frame_size_, frame_size_);
     if (n <= 0) break;  // EAGAIN: drained
     ready_len_[slot] = n;
@@ -234,6 +245,9 @@ void TapDevice::DeliverReceived() {
   for (uint32_t slot : ready_)
     batch_.emplace_back(rbufs_.get() + size_t{slot} * frame_size_, ready_len_[slot]);
   rx_->OnFrames(batch_);
+  held_tail_ = ring_->QueuedTail();
+  // Re-submitted after what the receiver queued: the ring issues in order,
+  // so its sends have read these buffers before the reads fill them.
   for (uint32_t slot : ready_)
     if (slot < ring_reads_) SubmitRead(slot);
   ready_.clear();

@@ -58,7 +58,9 @@ struct FrameSourceKinds {
 inline constexpr uint8_t kOpReadMultishot = 49;
 
 struct TapDeviceOptions {
-  unsigned buffers = 32;  // receive buffers of one frame each
+  // Receive buffers of one frame each: a batch's are held until the ring
+  // has taken the sends queued for it, while the next batch is read.
+  unsigned buffers = 64;
   unsigned write_slots = 128;
   unsigned ring_reads = 1;  // single-shot path: plain reads in flight on the ring
   bool multishot = true;    // a multishot read into a provided-buffer ring, if the kernel has it
@@ -105,6 +107,9 @@ class TapDevice : public FrameSource {
   // How often the multishot read was re-armed after it ended (out of
   // buffers, mostly).
   uint64_t multishot_rearms() const { return rearms_; }
+  // Multishot: buffers delivered but not yet given back (the ring has not
+  // taken every submission queued while they were delivered).
+  size_t held_buffers() const { return held_.size(); }
 
  private:
   void SubmitRead(uint32_t slot);
@@ -127,6 +132,8 @@ class TapDevice : public FrameSource {
   std::vector<uint32_t> ready_;      // read slots holding a frame
   std::vector<uint32_t> ready_len_;  // by read slot
   std::vector<uint32_t> failed_;     // read slots to re-arm on the tick
+  std::vector<uint32_t> held_;       // multishot: delivered, not yet given back
+  unsigned held_tail_ = 0;           // the ring's queued tail after the last delivery
   std::vector<std::span<const uint8_t>> batch_;
   std::vector<uint32_t> free_writes_;
   std::vector<uint32_t> queued_;      // write slots committed, not yet submitted

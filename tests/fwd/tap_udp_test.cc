@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstring>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -86,6 +87,7 @@ class TapUdpTest : public ::testing::Test {
     batch_.Group();
     ASSERT_EQ(batch_.group_count(), 1u);
     udp.HandleGroup(batch_, batch_.group(0), now);
+    ring_->Submit();  // the sends are on the ring, as the loop's next wait submits them
   }
 
   // The server answers the next datagram with `reply`.
@@ -112,7 +114,8 @@ class TapUdpTest : public ::testing::Test {
     for (int i = 0; i < 300 && !done() && std::chrono::steady_clock::now() < deadline; i++) {
       ring_->RunOnce(10, [&](const io_uring_cqe& cqe) {
         UserData ud = UserData::Unpack(cqe.user_data);
-        if (ud.kind == kind::kTapUdp) udp.HandleCompletion(cqe, ud, now);
+        if (ud.kind == kind::kTapUdp || ud.kind == kind::kTapUdpSend)
+          udp.HandleCompletion(cqe, ud, now);
       });
     }
   }
@@ -206,6 +209,51 @@ TEST_F(TapUdpTest, AFullTableEvictsTheLeastRecentlyUsedFlow) {
   // 40010 survived: its next datagram reuses the flow.
   GuestSends(*udp, 40010, "a third time", 5 * kSec);
   EXPECT_EQ(udp->stats().flows_created, 3u);
+}
+
+// Sends are queued on the ring naming their socket by number: a flow
+// evicted before the ring took its sends must not close its socket first
+// (the number would go to the next flow's socket, and the datagram with
+// it, from the wrong port).
+TEST_F(TapUdpTest, AFlowEvictedWithSendsQueuedSendsThemFromItsOwnSocket) {
+  auto udp = Make(1);
+  auto frame = [&](uint16_t gport, const std::string& payload) {
+    FrameAddrs a;
+    a.src_mac = state_.guest_mac;
+    a.dst_mac = config_.our_mac;
+    a.src = *Addr6::Parse("192.0.2.2");
+    a.dst = *Addr6::Parse("192.0.2.1");
+    std::vector<uint8_t> f(2000, 0);
+    f.resize(BuildUdpFrame(f, a, gport, server_port_,
+                           std::span<const uint8_t>(
+                               reinterpret_cast<const uint8_t*>(payload.data()), payload.size())));
+    return f;
+  };
+  std::vector<uint8_t> fa = frame(40011, "from-a"), fb = frame(40012, "from-b");
+  FrameBatch batch;
+  ASSERT_TRUE(batch.Add(ParseFrame(fa), fa));
+  ASSERT_TRUE(batch.Add(ParseFrame(fb), fb));
+  batch.Group();
+  ASSERT_EQ(batch.group_count(), 2u);
+  // One batch, nothing submitted in between: b's flow evicts a's.
+  for (size_t g = 0; g < batch.group_count(); g++)
+    udp->HandleGroup(batch, batch.group(g), 1000 * kSec);
+  ring_->Submit();
+  EXPECT_EQ(udp->stats().flows_evicted, 1u);
+  std::map<std::string, uint16_t> from;
+  for (int i = 0; i < 2; i++) {
+    pollfd p{server_.get(), POLLIN, 0};
+    ASSERT_EQ(poll(&p, 1, 2000), 1);
+    char buf[64];
+    sockaddr_in src{};
+    socklen_t len = sizeof(src);
+    ssize_t n =
+        recvfrom(server_.get(), buf, sizeof(buf), 0, reinterpret_cast<sockaddr*>(&src), &len);
+    ASSERT_GT(n, 0);
+    from[std::string(buf, n)] = ntohs(src.sin_port);
+  }
+  EXPECT_EQ(from["from-a"], 40011);
+  EXPECT_EQ(from["from-b"], 40012);
 }
 
 TEST_F(TapUdpTest, MapsTheGatewayAndDnsAndLeavesTheRest) {

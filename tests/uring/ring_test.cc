@@ -2,8 +2,10 @@
 
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <thread>
 
@@ -63,6 +65,30 @@ TEST(Ring, ExpectedCompletionsNeverOutlastTheTimeout) {
   (*ring)->RunOnce(50, [&](const io_uring_cqe&) { nop++; });
   EXPECT_EQ(nop, 1);
   EXPECT_LT(Clock::now() - t0, std::chrono::milliseconds(2000));
+}
+
+// What the tap's UDP sends rely on (fwd/tap_udp.cc): a send with
+// MSG_DONTWAIT that would block completes with EAGAIN as it is submitted,
+// instead of waiting on a poll that would read its buffer later.
+TEST(Ring, DontWaitSendFailsAtOnceInsteadOfParking) {
+  absl::StatusOr<std::unique_ptr<Ring>> ring = Ring::Create(8);
+  ASSERT_TRUE(ring.ok()) << ring.status();
+  int sv[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+  Fd a(sv[0]), b(sv[1]);
+  char data[256] = {};
+  while (send(a.get(), data, sizeof(data), MSG_DONTWAIT) > 0) {
+  }
+  ASSERT_EQ(errno, EAGAIN);
+  io_uring_sqe* sqe = (*ring)->GetSqe();
+  io_uring_prep_send(sqe, a.get(), data, sizeof(data), MSG_DONTWAIT);
+  io_uring_sqe_set_data64(sqe, 7);
+  ASSERT_EQ((*ring)->Submit(), 1);
+  io_uring_cqe* cqe = nullptr;
+  ASSERT_EQ(io_uring_peek_cqe((*ring)->raw(), &cqe), 0) << "the send was parked";
+  EXPECT_EQ(cqe->user_data, 7u);
+  EXPECT_EQ(cqe->res, -EAGAIN);
+  io_uring_cqe_seen((*ring)->raw(), cqe);
 }
 
 }  // namespace
