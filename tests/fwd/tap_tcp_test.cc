@@ -123,6 +123,13 @@ class TapTcpTest : public ::testing::Test {
     return f;
   }
 
+  // The server's side of the flow's connection (invalid after 2 s without).
+  Fd AcceptServer() {
+    pollfd p{listener_.get(), POLLIN, 0};
+    if (poll(&p, 1, 2000) != 1) return Fd();
+    return Fd(accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  }
+
   void Feed(TapTcp& tcp, const std::vector<std::vector<uint8_t>>& frames, int64_t now) {
     batch_.Clear();
     for (const auto& f : frames) {
@@ -251,9 +258,7 @@ TEST_F(TapTcpTest, HandshakeDataAckAndRetransmission) {
   EXPECT_FALSE(o.ts) << "the guest did not offer timestamps";
   uint32_t iss = sa.tcp_seq;
   // The server's side of the connection.
-  pollfd p{listener_.get(), POLLIN, 0};
-  ASSERT_EQ(poll(&p, 1, 2000), 1);
-  Fd server(accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  Fd server = AcceptServer();
   ASSERT_TRUE(server.valid());
   // The guest's ACK with data, plus a duplicate and a segment ahead of a gap.
   sink_.frames.clear();
@@ -265,7 +270,6 @@ TEST_F(TapTcpTest, HandshakeDataAckAndRetransmission) {
   EXPECT_EQ(tcp->stats().duplicate, 1u);
   EXPECT_EQ(tcp->stats().out_of_order, 1u);
   char buf[64];
-  ASSERT_EQ(poll(&p, 0, 0), 0);
   pollfd sp{server.get(), POLLIN, 0};
   ASSERT_EQ(poll(&sp, 1, 2000), 1);
   ASSERT_EQ(recv(server.get(), buf, sizeof(buf), 0), 6);
@@ -327,9 +331,7 @@ TEST_F(TapTcpTest, TimestampsAreEchoedAndDuplicateAcksHoldTheWindow) {
   ASSERT_TRUE(Tsecr(sink_.frames[0], &ecr));
   EXPECT_EQ(ecr, 5000u);
   uint32_t iss = sa.tcp_seq;
-  pollfd p{listener_.get(), POLLIN, 0};
-  ASSERT_EQ(poll(&p, 1, 2000), 1);
-  Fd server(accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  Fd server = AcceptServer();
   ASSERT_TRUE(server.valid());
   // In-order data, then a segment ahead of a gap with a newer TSval.
   sink_.frames.clear();
@@ -377,9 +379,7 @@ TEST_F(TapTcpTest, ADuplicateAckWithTheSameWindowResendsAtOnce) {
       *tcp, [&] { return !sink_.frames.empty(); }, 0);
   ASSERT_EQ(sink_.frames.size(), 1u);
   uint32_t iss = ParseFrame(sink_.frames[0]).tcp_seq;
-  pollfd p{listener_.get(), POLLIN, 0};
-  ASSERT_EQ(poll(&p, 1, 2000), 1);
-  Fd server(accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  Fd server = AcceptServer();
   ASSERT_TRUE(server.valid());
   Feed(*tcp, {Segment(30002, gseq + 1, iss + 1, kTcpAck)}, 0);  // established
   // Two segments toward the guest.

@@ -24,6 +24,16 @@
 namespace ringfwd {
 namespace {
 
+// Brings interface `name` of the current namespace up.
+void LinkUp(const std::string& name) {
+  Fd s(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  ifreq ifr{};
+  std::strncpy(ifr.ifr_name, name.c_str(), IFNAMSIZ - 1);
+  ioctl(s.get(), SIOCGIFFLAGS, &ifr);
+  ifr.ifr_flags |= IFF_UP;
+  ioctl(s.get(), SIOCSIFFLAGS, &ifr);
+}
+
 // A fresh network namespace, held by a descriptor.
 Fd NewNetnsFd() {
   Fd out;
@@ -202,12 +212,7 @@ void ReadQueuedFrames(ReadPath path, unsigned buffers, int count) {
     std::string name;
     tap = TapDevice::OpenTap("rftest1", &name);
     if (!tap.ok()) return;
-    Fd s(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-    ifreq ifr{};
-    std::strncpy(ifr.ifr_name, name.c_str(), IFNAMSIZ - 1);
-    ioctl(s.get(), SIOCGIFFLAGS, &ifr);
-    ifr.ifr_flags |= IFF_UP;
-    ioctl(s.get(), SIOCSIFFLAGS, &ifr);
+    LinkUp(name);
     Fd pk(socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0));
     sockaddr_ll ll{};
     ll.sll_family = AF_PACKET;
@@ -287,12 +292,7 @@ TEST(TapDevice, MultishotHoldsBuffersUntilTheRingTookTheReceiversSubmissions) {
     std::string name;
     tap = TapDevice::OpenTap("rftest2", &name);
     if (!tap.ok()) return;
-    Fd s(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-    ifreq ifr{};
-    std::strncpy(ifr.ifr_name, name.c_str(), IFNAMSIZ - 1);
-    ioctl(s.get(), SIOCGIFFLAGS, &ifr);
-    ifr.ifr_flags |= IFF_UP;
-    ioctl(s.get(), SIOCSIFFLAGS, &ifr);
+    LinkUp(name);
     pk.Reset(socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0));
     ll.sll_family = AF_PACKET;
     ll.sll_ifindex = static_cast<int>(if_nametoindex(name.c_str()));
