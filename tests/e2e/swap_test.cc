@@ -296,7 +296,7 @@ TEST_F(SwapTest, NarrowingWildcardToOneAddressAndBack) {
 // ping-pong too, with no swap at all. Each attempt therefore measures that
 // noise in a quiet 300 ms before and after; a swap is only blamed for
 // stalls above max(bound, 2 x noise). On a quiet machine the bound is the
-// 10 ms. Up to three attempts.
+// 10 ms. Up to three attempts (five under sanitizers).
 TEST_F(SwapTest, BigSwapDoesNotPauseForwarding) {
   RaiseNofile();
   auto echo = StartEcho(*target_, "127.0.0.1", 5000);
@@ -317,7 +317,12 @@ TEST_F(SwapTest, BigSwapDoesNotPauseForwarding) {
 
   bool passed = false;
   int64_t best = INT64_MAX;
-  for (int attempt = 0; attempt < 3 && !passed; attempt++) {
+  // Under sanitizers the first add of 10000 sockets alone takes 30-85 ms of
+  // the loop's time (allocator warm-up), later ones less; with a parallel test
+  // loading the 2 CPUs, three attempts were once all just over the bound
+  // (181, 127, 50.5 ms): five there.
+  const int attempts = sanitized ? 5 : 3;
+  for (int attempt = 0; attempt < attempts && !passed; attempt++) {
     const int64_t noise_before = quiet_worst();
     ping.ResetWorst();
     CmdResult add = Pesto({"-A", "-t", "20000-29999"}, 30000);
