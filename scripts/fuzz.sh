@@ -68,21 +68,44 @@ if ((${#fuzzers[@]} == 0)); then
   echo "fuzz: no *_fuzzer binaries in $build/bin" >&2
   exit 1
 fi
-failed=()
-for bin in "${fuzzers[@]}"; do
-  name=$(basename "$bin")
-  corpus="$work/$name"
-  artifacts="$build/fuzz-artifacts/$name"
+# run NAME BIN: one fuzzer for the bounded time; its verdict goes to
+# $work/NAME.verdict and its output to $work/NAME.log.
+run() {
+  local name=$1 bin=$2
+  local corpus="$work/$name" artifacts="$build/fuzz-artifacts/$name" log="$work/$name.log"
   mkdir -p "$corpus" "$artifacts"
   seed "$name" "$corpus"
-  log="$work/$name.log"
   if "$bin" -max_total_time="$secs" -print_final_stats=1 -artifact_prefix="$artifacts/" \
     "$corpus" >"$log" 2>&1; then
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
-    echo "fuzz ok: $name, ${secs}s, ${execs:-?} runs, corpus $(ls "$corpus" | wc -l) inputs"
+    echo "fuzz ok: $name, ${secs}s, ${execs:-?} runs, corpus $(ls "$corpus" | wc -l) inputs" \
+      >"$work/$name.verdict"
   else
-    echo "fuzz FAILED: $name (reproducers in $artifacts)" >&2
-    tail -n 40 "$log" >&2
+    echo "fail" >"$work/$name.verdict"
+  fi
+}
+
+# One fuzzer per core at a time (each is single-threaded).
+parallel=$(nproc)
+running=0
+for bin in "${fuzzers[@]}"; do
+  if ((running >= parallel)); then
+    wait -n || true
+    running=$((running - 1))
+  fi
+  run "$(basename "$bin")" "$bin" &
+  running=$((running + 1))
+done
+wait
+
+failed=()
+for bin in "${fuzzers[@]}"; do
+  name=$(basename "$bin")
+  if [[ -f "$work/$name.verdict" && "$(cat "$work/$name.verdict")" != fail ]]; then
+    cat "$work/$name.verdict"
+  else
+    echo "fuzz FAILED: $name (reproducers in $build/fuzz-artifacts/$name)" >&2
+    tail -n 40 "$work/$name.log" >&2 || true
     failed+=("$name")
   fi
 done

@@ -28,11 +28,13 @@ ninja -C build-asan
   ctest --output-on-failure -j"$jobs" --timeout 600 --repeat until-pass:2)
 
 # ThreadSanitizer build: the control server, the namespace thread and the
-# swap's bind threads share state with the loop; the same tests, with any
-# race report fatal (exit 66) in the daemons and test binaries alike.
-# Memory-size checks skip themselves (RINGFWD_ASAN), as under ASan.
+# swap's bind threads share state with the loop. They run in the daemon (the
+# e2e tests) and in the control library (the ctl tests), so those two suites
+# run here, with any race report fatal (exit 66) in the daemons and test
+# binaries alike; the single-threaded engine units (uring/, fwd/) are covered
+# by the two runs above. Memory-size checks skip themselves (RINGFWD_ASAN).
 cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRINGFWD_TSAN=ON \
-  -DRINGFWD_BENCH=OFF >/dev/null
+  -DRINGFWD_BENCH=OFF -DRINGFWD_TEST_DIRS="ctl;e2e" >/dev/null
 ninja -C build-tsan
 (cd build-tsan && RINGFWD_ASAN=1 TSAN_OPTIONS="halt_on_error=1 exitcode=66" \
   ctest --output-on-failure -j"$jobs" --timeout 600 --repeat until-pass:2)
