@@ -170,11 +170,9 @@ void Forwarder::Disarm(uint32_t index, bool cancel_now) {
     uint64_t ud = UserData{tcp ? kind::kAccept : kind::kUdpListen, l.gen, index}.Pack();
     if (!cancel_now) {
       // Cancelled in batches by ProcessCancels(), between data completions.
-      cancel_queue_.push_back(PendingCancel{ud, tcp});
-    } else if (tcp) {
-      ring_->PrepCancel(ud);
+      cancel_queue_.push_back(ud);
     } else {
-      ring_->PrepPollRemove(ud);
+      ring_->PrepCancel(ud);
     }
   }
   l.armed = false;
@@ -213,17 +211,13 @@ void Forwarder::Arm(uint32_t index) {
   l.armed = true;
 }
 
-void Forwarder::RemoveListener(uint32_t index) { DetachListener(index, false).Reset(); }
+void Forwarder::RemoveListener(uint32_t index) { ring_->Close(DetachListener(index, false)); }
 
 bool Forwarder::ProcessCancels(size_t max) {
   size_t n = 0;
   while (!cancel_queue_.empty() && n < max) {
-    PendingCancel c = cancel_queue_.front();
+    ring_->PrepCancel(cancel_queue_.front());
     cancel_queue_.pop_front();
-    if (c.accept)
-      ring_->PrepCancel(c.user_data);
-    else
-      ring_->PrepPollRemove(c.user_data);
     n++;
   }
   if (n) ring_->Submit();

@@ -205,11 +205,7 @@ class Forwarder {
     uint32_t gen;
   };
   std::deque<ArmItem> arm_queue_;
-  struct PendingCancel {
-    uint64_t user_data;
-    bool accept;  // a multishot accept (else a UDP listener's poll)
-  };
-  std::deque<PendingCancel> cancel_queue_;
+  std::deque<uint64_t> cancel_queue_;  // user_data of listener requests to cancel
   std::function<void()> tick_hook_;
   bool scan_paused_ = false;  // during a table swap
 

@@ -211,9 +211,9 @@ void TapIcmp::HandleCompletion(const io_uring_cqe& cqe, UserData ud, int64_t now
 void TapIcmp::Close(uint32_t index) {
   Flow& f = flows_[index];
   if (!f.used) return;
-  ring_->PrepPollRemove(UserData{kind::kTapPing, f.gen, index}.Pack());
+  ring_->PrepCancel(UserData{kind::kTapPing, f.gen, index}.Pack());
   map_.erase(f.key);
-  f.sock.Reset();
+  ring_->Close(std::move(f.sock));  // after the submissions that name it
   f.used = false;
   f.gen = (f.gen + 1) & UserData::kGenMask;
   free_.push_back(index);

@@ -743,11 +743,11 @@ void TapTcp::Abort(uint32_t idx, bool rst_guest, bool rst_host) {
 void TapTcp::Close(uint32_t idx) {
   Flow& f = flows_[idx];
   if (f.state == State::kFree) return;
-  if (f.armed_in) ring_->PrepPollRemove(UserData{kind::kTapTcp, f.gen, idx}.Pack());
-  if (f.armed_out) ring_->PrepPollRemove(UserData{kind::kTapTcpOut, f.gen, idx}.Pack());
+  if (f.armed_in) ring_->PrepCancel(UserData{kind::kTapTcp, f.gen, idx}.Pack());
+  if (f.armed_out) ring_->PrepCancel(UserData{kind::kTapTcpOut, f.gen, idx}.Pack());
   if (f.connecting) ring_->PrepCancel(UserData{kind::kTapTcpConnect, f.gen, idx}.Pack());
   map_.erase(f.key);
-  f.sock.Reset();
+  ring_->Close(std::move(f.sock));  // after the submissions that name it
   f.state = State::kFree;
   f.armed_in = f.armed_out = f.connecting = false;
   f.gen = (f.gen + 1) & UserData::kGenMask;

@@ -516,13 +516,12 @@ void TapUdp::Touch(uint32_t index, int64_t now_ns) {
 void TapUdp::Close(uint32_t index) {
   Flow& f = flows_[index];
   if (!f.used) return;
-  if (f.armed) ring_->PrepPollRemove(UserData{kind::kTapUdp, f.gen, index}.Pack());
+  if (f.armed) ring_->PrepCancel(UserData{kind::kTapUdp, f.gen, index}.Pack());
   lru_.Unlink(index);
   map_.erase(f.key);
-  // Sends still queued name the socket by its number: they go to the
-  // kernel before it is closed (and the number given to another socket).
-  if (f.sock && !ring_->Submitted(f.send_tail)) ring_->Submit();
-  f.sock.Reset();
+  // Sends still queued name the socket by its number: it is closed after
+  // they go to the kernel (and before the number goes to another socket).
+  ring_->Close(std::move(f.sock));
   f.used = false;
   f.armed = false;
   f.inbound = false;

@@ -394,9 +394,9 @@ void TcpFlows::RunReady() {
 void TcpFlows::Close(uint32_t index, bool reset) {
   Flow& f = flows_[index];
   for (int s = 0; s < 2; s++) {
-    if (f.in_armed[s]) ring_->PrepPollRemove(Ud(kind::kTcpIn0 + s, index));
+    if (f.in_armed[s]) ring_->PrepCancel(Ud(kind::kTcpIn0 + s, index));
     // A parked direction d has POLLOUT armed on socket 1 - d.
-    if (f.dir[1 - s].out_wait) ring_->PrepPollRemove(Ud(kind::kTcpOut0 + s, index));
+    if (f.dir[1 - s].out_wait) ring_->PrepCancel(Ud(kind::kTcpOut0 + s, index));
   }
   if (f.state == Flow::kConnecting) ring_->PrepCancel(Ud(kind::kTcpConnect, index));
   if (reset) {
@@ -406,7 +406,8 @@ void TcpFlows::Close(uint32_t index, bool reset) {
   } else {
     stats_.closed++;
   }
-  for (auto& s : f.sock) s.Reset();
+  // After the submissions that name them (a poll armed in this batch).
+  for (auto& s : f.sock) ring_->Close(std::move(s));
   for (auto& d : f.dir) {
     if (d.pending)
       pipes_.Discard(std::move(d.pipe));

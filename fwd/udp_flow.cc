@@ -194,10 +194,10 @@ void UdpFlows::Touch(uint32_t index, int64_t now_ns) {
 void UdpFlows::Close(uint32_t index) {
   Flow& f = flows_[index];
   if (!f.used) return;
-  if (f.armed) ring_->PrepPollRemove(UserData{kind::kUdpReply, f.gen, index}.Pack());
+  if (f.armed) ring_->PrepCancel(UserData{kind::kUdpReply, f.gen, index}.Pack());
   lru_.Unlink(index);
   map_.erase(f.key);
-  f.sock.Reset();
+  ring_->Close(std::move(f.sock));  // after the submissions that name it
   f.used = false;
   f.armed = false;
   f.has_local = false;

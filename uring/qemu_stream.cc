@@ -81,7 +81,7 @@ void QemuStream::DropClient(const char* why) {
   shutdown(client_.get(), SHUT_RDWR);
   if (recv_busy_) ring_->PrepCancel(UserData{kinds_.read, gen_, 0}.Pack());
   if (send_busy_) ring_->PrepCancel(UserData{kinds_.write, gen_, 0}.Pack());
-  client_.Reset();
+  ring_->Close(std::move(client_));  // after the submissions that name it
   gen_ = (gen_ + 1) & UserData::kGenMask;
   decoder_.Reset();
   rlen_ = 0;

@@ -104,9 +104,13 @@ void Ring::PrepPollMultishot(int fd, unsigned mask, uint64_t user_data) {
   io_uring_sqe_set_data64(sqe, user_data);
 }
 
-void Ring::PrepPollRemove(uint64_t target_user_data) {
+void Ring::Close(Fd fd) {
+  if (!fd) return;
+  if (io_uring_sq_ready(&ring_) == 0) return;  // nothing queued names it: closed here
   io_uring_sqe* sqe = GetSqe();
-  io_uring_prep_poll_remove(sqe, target_user_data);
+  // GetSqe() may have flushed the queue to make room; ordering holds either way.
+  io_uring_prep_close(sqe, fd.Release());
+  sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
   io_uring_sqe_set_data64(sqe, UserData{kKindIgnore, 0, 0}.Pack());
 }
 

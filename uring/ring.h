@@ -14,6 +14,7 @@
 #include <memory>
 
 #include "absl/status/statusor.h"
+#include "uring/fd.h"
 
 namespace ringfwd {
 
@@ -72,11 +73,24 @@ class Ring {
     return n > 0 ? n : ret;
   }
 
-  // Queues a single-shot poll / multishot poll / poll removal / cancel.
+  // Queues a single-shot poll / multishot poll.
   void PrepPoll(int fd, unsigned mask, uint64_t user_data);
   void PrepPollMultishot(int fd, unsigned mask, uint64_t user_data);
-  void PrepPollRemove(uint64_t target_user_data);
+  // Queues the cancellation of the request tagged `target_user_data` (a
+  // poll, an accept, a connect...). Polls are cancelled this way, never by
+  // IORING_OP_POLL_REMOVE: a removal that meets a poll whose wake-up is
+  // being handled (always the case for a poll armed on a ready socket in
+  // the same submission) fails with EALREADY and leaves a multishot poll
+  // armed, holding its socket open for good (no FIN or reset to the peer).
+  // A cancellation marks the poll and its wake-up handler ends it.
   void PrepCancel(uint64_t target_user_data);
+  // Closes `fd` after every submission queued so far has been handed to
+  // the kernel: at once if none is queued, else by a queued close
+  // (IORING_OP_CLOSE, no completion on success). A submission names its
+  // socket by number and the kernel looks the number up when it is handed
+  // over, so closing before then would leave it EBADF, or worse, aimed at
+  // whichever socket reused the number (another thread's, say).
+  void Close(Fd fd);
   void PrepMultishotAccept(int fd, uint64_t user_data);
   // Queues a connect of `fd` to `addr`; the kernel reads `addr` when the
   // submission is handed over (Submit or the wait), so it must live until then.

@@ -1,5 +1,7 @@
 #include "uring/ring.h"
 
+#include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -7,7 +9,9 @@
 
 #include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <thread>
+#include <utility>
 
 #include "gtest/gtest.h"
 #include "uring/fd.h"
@@ -89,6 +93,100 @@ TEST(Ring, DontWaitSendFailsAtOnceInsteadOfParking) {
   EXPECT_EQ(cqe->user_data, 7u);
   EXPECT_EQ(cqe->res, -EAGAIN);
   io_uring_cqe_seen((*ring)->raw(), cqe);
+}
+
+// A connected TCP pair on loopback: {accepted, client}.
+std::pair<Fd, Fd> TcpPair() {
+  Fd l(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(a);
+  if (!l || bind(l.get(), reinterpret_cast<sockaddr*>(&a), len) != 0 || listen(l.get(), 1) != 0 ||
+      getsockname(l.get(), reinterpret_cast<sockaddr*>(&a), &len) != 0)
+    return {};
+  Fd c(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!c || connect(c.get(), reinterpret_cast<sockaddr*>(&a), len) != 0) return {};
+  return {Fd(accept4(l.get(), nullptr, nullptr, SOCK_CLOEXEC)), std::move(c)};
+}
+
+// What `peer` sees within `ms`: 0 (a clean EOF), an errno (ECONNRESET), or
+// -1 when nothing came (the other end still open).
+int PeerSees(int peer, int ms) {
+  pollfd p{peer, POLLIN, 0};
+  if (poll(&p, 1, ms) <= 0) return -1;
+  char b[16];
+  ssize_t n;
+  while ((n = recv(peer, b, sizeof(b), MSG_DONTWAIT)) > 0) {
+  }
+  return n == 0 ? 0 : errno == EAGAIN ? -1 : errno;
+}
+
+void LingerZero(int fd) {
+  linger l{1, 0};
+  setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+}
+
+// A multishot poll armed on a socket that is already readable, and
+// cancelled in the same submission (a flow that is closed in the batch that
+// re-armed its poll), is gone: closing the socket resets the peer. (With
+// IORING_OP_POLL_REMOVE the removal fails with EALREADY, the poll stays
+// armed and holds the socket open: the peer never heard of the reset.)
+TEST(Ring, CancelEndsAPollArmedOnAReadySocketInTheSameSubmission) {
+  absl::StatusOr<std::unique_ptr<Ring>> ring = Ring::Create(8);
+  ASSERT_TRUE(ring.ok()) << ring.status();
+  auto [s, peer] = TcpPair();
+  ASSERT_TRUE(s && peer);
+  ASSERT_EQ(send(peer.get(), "x", 1, 0), 1);
+  pollfd p{s.get(), POLLIN, 0};
+  ASSERT_EQ(poll(&p, 1, 2000), 1);  // readable before the poll is armed
+  constexpr uint64_t kUd = 77;
+  (*ring)->PrepPollMultishot(s.get(), POLLIN, kUd);
+  (*ring)->PrepCancel(kUd);
+  ASSERT_EQ((*ring)->Submit(), 2);
+  LingerZero(s.get());
+  s.Reset();
+  bool ended = false;
+  for (int i = 0; i < 20 && !ended; i++)
+    (*ring)->RunOnce(50, [&](const io_uring_cqe& cqe) {
+      if (cqe.user_data == kUd && !(cqe.flags & IORING_CQE_F_MORE)) ended = true;
+    });
+  EXPECT_TRUE(ended) << "the multishot poll was not ended";
+  EXPECT_EQ(PeerSees(peer.get(), 2000), ECONNRESET);
+}
+
+// Ring::Close of a socket named by a submission still queued closes it only
+// after the kernel took that submission: the poll reports on that socket,
+// not EBADF, and not on a socket that got its number meanwhile.
+TEST(Ring, CloseComesAfterTheQueuedSubmissionsThatNameTheSocket) {
+  absl::StatusOr<std::unique_ptr<Ring>> ring = Ring::Create(8);
+  ASSERT_TRUE(ring.ok()) << ring.status();
+  auto [s, peer] = TcpPair();
+  ASSERT_TRUE(s && peer);
+  ASSERT_EQ(send(peer.get(), "x", 1, 0), 1);
+  int number = s.get();
+  constexpr uint64_t kUd = 78;
+  (*ring)->PrepPoll(number, POLLIN, kUd);
+  LingerZero(s.get());
+  (*ring)->Close(std::move(s));
+  EXPECT_FALSE(s);
+  // An unconnected socket takes the lowest free number: it would take
+  // `number` had the close happened already (and then report POLLHUP).
+  Fd other(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  ASSERT_TRUE(other);
+  EXPECT_NE(other.get(), number);
+  int res = 0;
+  for (int i = 0; i < 20 && res == 0; i++)
+    (*ring)->RunOnce(50, [&](const io_uring_cqe& cqe) {
+      if (cqe.user_data == kUd) res = cqe.res;
+    });
+  EXPECT_EQ(res, POLLIN) << (res < 0 ? std::strerror(-res) : "other events");
+  EXPECT_EQ(PeerSees(peer.get(), 2000), ECONNRESET);
+  // With nothing queued, Close closes at once.
+  Fd lone(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  int lone_number = lone.get();
+  (*ring)->Close(std::move(lone));
+  EXPECT_EQ(fcntl(lone_number, F_GETFD), -1);
 }
 
 }  // namespace
