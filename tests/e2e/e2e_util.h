@@ -265,7 +265,9 @@ class Daemon {
   // the log) if it exits or does not get ready in time.
   static std::unique_ptr<Daemon> Start(const TempNetns& host, const std::vector<std::string>& args,
                                        std::string* error);
-  // Kills it (SIGKILL) if still running; prints its log on test failure.
+  // Stops it if still running (SIGTERM, so that a sanitizer build runs its
+  // exit checks; SIGKILL after a while); fails the test if its log holds a
+  // sanitizer report; prints its log on test failure.
   ~Daemon();
 
   // SIGTERM, then waits up to `timeout_ms` for it to exit. Returns the exit
