@@ -22,6 +22,19 @@ class FrameSink {
   // Queues the first `len` bytes of the buffer last reserved (len <=
   // max_len; 0 abandons it).
   virtual void Commit(size_t len) = 0;
+
+  // Whether CommitPartial() can be used: the receiver completes an L4
+  // checksum (a tap with virtio-net headers: the guest's kernel takes the
+  // frame as CHECKSUM_PARTIAL, so neither side sums the payload).
+  virtual bool PartialChecksums() const { return false; }
+  // Commit() for a frame whose checksum field, at `csum_offset` from
+  // `csum_start` (offsets in the frame), holds only the folded pseudo-header
+  // sum. Only where PartialChecksums().
+  virtual void CommitPartial(size_t len, uint16_t csum_start, uint16_t csum_offset) {
+    (void)csum_start;
+    (void)csum_offset;
+    Commit(len);
+  }
 };
 
 }  // namespace ringfwd

@@ -217,9 +217,16 @@ inline size_t TcpPayloadOffset(bool v4, size_t opt_len) {
 // payload of `payload_len` bytes already in place at
 // out[TcpPayloadOffset(...)], e.g. peeked there from a socket, and computes
 // the TCP checksum. Returns the frame length, 0 if out is too short, the
-// options are malformed or the packet would exceed 65535 bytes.
+// options are malformed or the packet would exceed 65535 bytes. With
+// `partial_checksum` the checksum field holds only the folded pseudo-header
+// sum, for a receiver that completes it (FrameSink::CommitPartial, at
+// TcpChecksumStart(), offset 16).
 size_t FinishTcpFrame(std::span<uint8_t> out, const FrameAddrs& a, const TcpSegmentHeader& h,
-                      size_t payload_len);
+                      size_t payload_len, bool partial_checksum = false);
+// Where the TCP header (the checksummed part) starts in such a frame.
+inline size_t TcpChecksumStart(bool v4) {
+  return kEthHeaderLen + (v4 ? kIpv4HeaderLen : kIpv6HeaderLen);
+}
 
 // An ICMP (IPv4) or ICMPv6 (IPv6) echo request or reply with identifier,
 // sequence and data.

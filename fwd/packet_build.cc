@@ -95,7 +95,7 @@ size_t BuildUdpFrame(std::span<uint8_t> out, const FrameAddrs& a, uint16_t sport
 }
 
 size_t FinishTcpFrame(std::span<uint8_t> out, const FrameAddrs& a, const TcpSegmentHeader& h,
-                      size_t payload_len) {
+                      size_t payload_len, bool partial_checksum) {
   size_t opt_len = h.options.size();
   if (opt_len % 4 || opt_len > 40) return 0;
   size_t l4_len = kTcpHeaderLen + opt_len + payload_len;
@@ -112,7 +112,15 @@ size_t FinishTcpFrame(std::span<uint8_t> out, const FrameAddrs& a, const TcpSegm
   Store16(t + 14, h.window);
   Store16(t + 18, 0);  // urgent pointer
   if (opt_len) std::memcpy(t + kTcpHeaderLen, h.options.data(), opt_len);
-  FillL4Checksum(out.subspan(l4_off, l4_len), a.src, a.dst, IPPROTO_TCP, 16);
+  if (partial_checksum) {
+    uint32_t len32 = static_cast<uint32_t>(l4_len);
+    uint32_t sum = a.src.IsV4()
+                       ? PseudoHeaderSum4(&a.src.b[12], &a.dst.b[12], IPPROTO_TCP, len32)
+                       : PseudoHeaderSum6(a.src.b.data(), a.dst.b.data(), IPPROTO_TCP, len32);
+    Store16(t + 16, static_cast<uint16_t>(~ChecksumFinish(sum)));  // folded, not complemented
+  } else {
+    FillL4Checksum(out.subspan(l4_off, l4_len), a.src, a.dst, IPPROTO_TCP, 16);
+  }
   return l4_off + l4_len;
 }
 

@@ -382,6 +382,7 @@ void TapTcp::OnReadable(uint32_t idx, int events, int64_t now_ns) {
   }
   f.last_active = now_ns;
   f.dry = false;
+  if (events & (POLLRDHUP | POLLHUP)) f.rdhup = true;
   Send(idx, now_ns);
 }
 

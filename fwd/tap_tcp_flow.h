@@ -35,10 +35,11 @@ struct TapTcp::Flow {
   uint32_t iss = 0, snd_una = 0, snd_nxt = 0, snd_max = 0;
   uint32_t fin_seq = 0;
   bool sock_eof = false;  // the socket reached EOF (peek returned 0)
-  // The last peek found no more bytes: nothing to send until the socket
-  // polls readable again or a rewind (saves two system calls per batch of
-  // the guest's data when the peer is silent).
+  // The last peek found no more bytes (or fewer than it asked for, with no
+  // FIN reported): nothing to send until the socket polls readable again or
+  // a rewind. Saves the peek that would only say EAGAIN, per wake-up.
   bool dry = false;
+  bool rdhup = false;  // the socket's poll reported the peer's FIN (or a hang-up)
   // Space() of the batch just written, for the ACK that follows (-1: none).
   int64_t space_hint = -1;
   bool fin_sent = false;  // our FIN is in snd_nxt
@@ -74,6 +75,9 @@ struct TapTcp::Flow {
 struct TapTcp::Scratch {
   iovec iov[FrameBatch::kMaxFrames];
   uint16_t pending[FrameBatch::kMaxFrames];
+  // Send(): small segments are peeked many at a time into here.
+  static constexpr size_t kPeek = 65536;
+  uint8_t peek[kPeek];
 };
 
 }  // namespace ringfwd

@@ -23,6 +23,8 @@ namespace {
 
 constexpr int kMaxUpdates = 8;                    // repeats of a window update
 constexpr int64_t kUpdateRepeatNs = 200'000'000;  // between them
+// Segments smaller than this are peeked in batches (Send()).
+constexpr size_t kBatchedSegment = 16384;
 
 // The timestamp clock (RFC 7323): milliseconds, from the coarse monotonic
 // clock (no system call).
@@ -74,6 +76,18 @@ void TapTcp::Send(uint32_t idx, int64_t now_ns) {
   }
   FrameAddrs a = AddrsOf(f.key);
   uint16_t window = Window(idx);  // rcv_nxt stays put while we send
+  // The guest's kernel completes the checksum when the link can say so (a
+  // tap with virtio-net headers): the payload is summed by neither side.
+  const bool partial = sink_->PartialChecksums();
+  const uint16_t csum_start = static_cast<uint16_t>(TcpChecksumStart(v4));
+  // Segments under kBatchedSegment are peeked many at a time into scratch
+  // and copied into their frames: one system call, and one walk of the
+  // receive queue to the peek offset, per 64 KiB instead of per segment.
+  // Bigger ones are peeked straight into their frame.
+  Scratch& s = *scratch_;
+  const bool batched = pay < kBatchedSegment;
+  size_t chunk_len = 0, chunk_off = 0;  // batched: peeked, not yet framed
+  bool chunk_short = false;             // the last batch came up short
   while (SeqLt(f.snd_nxt, wnd_end)) {
     size_t seg = std::min<size_t>(pay, wnd_end - f.snd_nxt);
     std::span<uint8_t> buf = sink_->Reserve(hdr + seg);
@@ -82,7 +96,22 @@ void TapTcp::Send(uint32_t idx, int64_t now_ns) {
       Block(idx);
       break;
     }
-    ssize_t n = recv(f.sock.get(), buf.data() + hdr, seg, MSG_PEEK | MSG_DONTWAIT);
+    ssize_t n;
+    if (batched && chunk_off < chunk_len) {
+      n = static_cast<ssize_t>(std::min(seg, chunk_len - chunk_off));
+    } else {
+      size_t want = batched ? std::min<size_t>(Scratch::kPeek, wnd_end - f.snd_nxt) : seg;
+      uint8_t* to = batched ? s.peek : buf.data() + hdr;
+      n = recv(f.sock.get(), to, want, MSG_PEEK | MSG_DONTWAIT);
+      if (batched && n > 0) {
+        chunk_len = static_cast<size_t>(n);
+        chunk_off = 0;
+        chunk_short = chunk_len < want;
+        n = static_cast<ssize_t>(std::min(seg, chunk_len));
+      } else if (n > 0) {
+        chunk_short = static_cast<size_t>(n) < seg;
+      }
+    }
     if (n < 0) {
       sink_->Commit(0);
       if (errno == EAGAIN || errno == EWOULDBLOCK) f.dry = true;
@@ -105,21 +134,37 @@ void TapTcp::Send(uint32_t idx, int64_t now_ns) {
       if (SeqGt(f.snd_nxt, f.snd_max)) f.snd_max = f.snd_nxt;
       break;
     }
+    if (batched) {
+      std::memcpy(buf.data() + hdr, s.peek + chunk_off, static_cast<size_t>(n));
+      chunk_off += static_cast<size_t>(n);
+    }
+    // The socket ran dry with this segment: what the last peek got, all of it.
+    const bool last = chunk_short && (!batched || chunk_off == chunk_len);
     TcpSegmentHeader h;
     h.sport = f.key.dport;
     h.dport = f.key.gport;
     h.seq = f.snd_nxt;
     h.ack = f.rcv_nxt;
-    h.flags = kTcpAck | (static_cast<size_t>(n) < seg ? kTcpPsh : 0);
+    h.flags = kTcpAck | (last ? kTcpPsh : 0);
     h.window = window;
     h.options = std::span<const uint8_t>(opts, opt_len);
-    size_t len = FinishTcpFrame(buf, a, h, n);
-    sink_->Commit(len);
+    size_t len = FinishTcpFrame(buf, a, h, n, partial);
+    if (partial && len)
+      sink_->CommitPartial(len, csum_start, 16);
+    else
+      sink_->Commit(len);
     if (!len) break;
     stats_.segments_out++;
     if (f.probe && !f.guest_wnd) stats_.probes++;
     f.snd_nxt += static_cast<uint32_t>(n);
     if (SeqGt(f.snd_nxt, f.snd_max)) f.snd_max = f.snd_nxt;
+    // A short peek took every byte queued (the receive queue and its
+    // backlog): later bytes wake the poll, which clears `dry`. Not after the
+    // peer's FIN, which wakes nothing more: the next peek must see the EOF.
+    if (last && !f.rdhup) {
+      f.dry = true;
+      break;
+    }
   }
   f.probe = false;
   if (f.snd_nxt != f.snd_una && !f.rto_at) f.rto_at = now_ns + f.rto_ns;

@@ -23,13 +23,29 @@ constexpr size_t kEthHeader = 14;
 // reads carry 0 and their buffer's index).
 constexpr uint32_t kMultishotGen = 1;
 
-absl::StatusOr<Fd> TapDevice::OpenTap(const std::string& name, std::string* actual) {
+namespace {
+
+// The virtio-net header length of tap descriptor `fd`: 0 without
+// IFF_VNET_HDR (or for a descriptor that is not a tun device).
+size_t VnetHeaderOf(int fd) {
+  ifreq ifr{};
+  if (ioctl(fd, TUNGETIFF, &ifr) < 0 || !(ifr.ifr_flags & IFF_VNET_HDR)) return 0;
+  int len = 0;
+  if (ioctl(fd, TUNGETVNETHDRSZ, &len) < 0 || len < static_cast<int>(sizeof(VnetHeader)))
+    return sizeof(VnetHeader);
+  return static_cast<size_t>(len);
+}
+
+}  // namespace
+
+absl::StatusOr<Fd> TapDevice::OpenTap(const std::string& name, std::string* actual,
+                                      bool vnet_header) {
   if (name.size() >= IFNAMSIZ)
     return absl::InvalidArgumentError(absl::StrCat("tap name '", name, "' is too long"));
   Fd fd(open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC));
   if (!fd) return ErrnoError(errno, "open /dev/net/tun");
   ifreq ifr{};
-  ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+  ifr.ifr_flags = IFF_TAP | IFF_NO_PI | (vnet_header ? IFF_VNET_HDR : 0);
   std::strncpy(ifr.ifr_name, name.c_str(), IFNAMSIZ - 1);
   if (ioctl(fd.get(), TUNSETIFF, &ifr) < 0)
     return ErrnoError(errno, absl::StrCat("create tap ", name, " (TUNSETIFF)"));
@@ -43,12 +59,14 @@ TapDevice::TapDevice(Ring* ring, Fd tap, FrameReceiver* rx, size_t mtu, FrameSou
       tap_(std::move(tap)),
       rx_(rx),
       frame_size_(mtu + kEthHeader),
+      vnet_(VnetHeaderOf(tap_.get())),
+      slot_(vnet_ + frame_size_),
       kinds_(kinds),
       nreads_(std::max(1u, opts.buffers)),
       nwrites_(opts.write_slots),
       ring_reads_(std::max(1u, std::min(opts.ring_reads, nreads_))),
-      rbufs_(new uint8_t[nreads_ * frame_size_]),
-      wbufs_(new uint8_t[nwrites_ * frame_size_]),
+      rbufs_(new uint8_t[nreads_ * slot_]),
+      wbufs_(new uint8_t[nwrites_ * slot_]),
       ready_len_(nreads_),
       queued_len_(nwrites_),
       want_multishot_(opts.multishot),
@@ -101,7 +119,7 @@ bool TapDevice::SetupBufferRing() {
   }
   const int mask = io_uring_buf_ring_mask(br_entries_);
   for (uint32_t slot = 0; slot < nreads_; slot++)
-    io_uring_buf_ring_add(br_, rbufs_.get() + size_t{slot} * frame_size_, frame_size_,
+    io_uring_buf_ring_add(br_, rbufs_.get() + size_t{slot} * slot_, slot_,
                           static_cast<uint16_t>(slot), mask, static_cast<int>(slot));
   io_uring_buf_ring_advance(br_, static_cast<int>(nreads_));
   return true;
@@ -120,10 +138,7 @@ void TapDevice::HandleMultishot(const io_uring_cqe& cqe) {
   if (cqe.res > 0 && (cqe.flags & IORING_CQE_F_BUFFER)) {
     uint32_t slot = cqe.flags >> IORING_CQE_BUFFER_SHIFT;
     if (slot < nreads_) {
-      ready_len_[slot] = cqe.res;
-      ready_.push_back(slot);
-      stats_.frames_in++;
-      stats_.bytes_in += cqe.res;
+      NoteRead(slot, static_cast<size_t>(cqe.res));
       ms_frames_++;
     }
   }
@@ -158,7 +173,7 @@ void TapDevice::DeliverMultishot() {
   if (!held_.empty() && ring_->Submitted(held_tail_)) {
     const int mask = io_uring_buf_ring_mask(br_entries_);
     for (size_t i = 0; i < held_.size(); i++)
-      io_uring_buf_ring_add(br_, rbufs_.get() + size_t{held_[i]} * frame_size_, frame_size_,
+      io_uring_buf_ring_add(br_, rbufs_.get() + size_t{held_[i]} * slot_, slot_,
                             static_cast<uint16_t>(held_[i]), mask, static_cast<int>(i));
     io_uring_buf_ring_advance(br_, static_cast<int>(held_.size()));
     held_.clear();
@@ -166,7 +181,8 @@ void TapDevice::DeliverMultishot() {
   if (!ready_.empty()) {
     batch_.clear();
     for (uint32_t slot : ready_)
-      batch_.emplace_back(rbufs_.get() + size_t{slot} * frame_size_, ready_len_[slot]);
+      if (ready_len_[slot])
+        batch_.emplace_back(rbufs_.get() + size_t{slot} * slot_ + vnet_, ready_len_[slot]);
     rx_->OnFrames(batch_);
     held_.insert(held_.end(), ready_.begin(), ready_.end());
     held_tail_ = ring_->QueuedTail();
@@ -178,9 +194,19 @@ void TapDevice::DeliverMultishot() {
   }
 }
 
+void TapDevice::NoteRead(uint32_t slot, size_t n) {
+  // The frame follows the virtio-net header; a read without one is dropped
+  // (its buffer still goes back with the others).
+  ready_len_[slot] = n > vnet_ ? static_cast<uint32_t>(n - vnet_) : 0;
+  ready_.push_back(slot);
+  if (!ready_len_[slot]) return;
+  stats_.frames_in++;
+  stats_.bytes_in += ready_len_[slot];
+}
+
 void TapDevice::SubmitRead(uint32_t slot) {
   io_uring_sqe* sqe = ring_->GetSqe();
-  io_uring_prep_read(sqe, tap_.get(), rbufs_.get() + size_t{slot} * frame_size_, frame_size_, 0);
+  io_uring_prep_read(sqe, tap_.get(), rbufs_.get() + size_t{slot} * slot_, slot_, 0);
   io_uring_sqe_set_data64(sqe, UserData{kinds_.read, 0, slot}.Pack());
   reads_in_flight_++;
 }
@@ -194,10 +220,7 @@ void TapDevice::HandleCompletion(const io_uring_cqe& cqe, UserData ud) {
     if (ud.index >= nreads_ || multishot_) return;
     reads_in_flight_--;
     if (cqe.res > 0) {
-      ready_len_[ud.index] = cqe.res;
-      ready_.push_back(ud.index);
-      stats_.frames_in++;
-      stats_.bytes_in += cqe.res;
+      NoteRead(ud.index, static_cast<size_t>(cqe.res));
     } else if (cqe.res == -EAGAIN || cqe.res == -EINTR) {
       SubmitRead(ud.index);
     } else if (cqe.res != -ECANCELED) {
@@ -216,7 +239,7 @@ void TapDevice::HandleCompletion(const io_uring_cqe& cqe, UserData ud) {
         LOG_RATELIMITED(log::Level::kWarn, "tap: write: %s", std::strerror(-cqe.res));
     } else {
       stats_.frames_out++;
-      stats_.bytes_out += cqe.res;
+      stats_.bytes_out += cqe.res - vnet_;
     }
     free_writes_.push_back(ud.index);
   }
@@ -234,16 +257,14 @@ void TapDevice::DeliverReceived() {
   // them (then the next wake-up reads those frames).
   bool reuse = ring_->Submitted(held_tail_);
   for (uint32_t slot = ring_reads_; reuse && slot < nreads_; slot++) {
-    ssize_t n = read(tap_.get(), rbufs_.get() + size_t{slot} * frame_size_, frame_size_);
+    ssize_t n = read(tap_.get(), rbufs_.get() + size_t{slot} * slot_, slot_);
     if (n <= 0) break;  // EAGAIN: drained
-    ready_len_[slot] = n;
-    ready_.push_back(slot);
-    stats_.frames_in++;
-    stats_.bytes_in += n;
+    NoteRead(slot, static_cast<size_t>(n));
   }
   batch_.clear();
   for (uint32_t slot : ready_)
-    batch_.emplace_back(rbufs_.get() + size_t{slot} * frame_size_, ready_len_[slot]);
+    if (ready_len_[slot])
+      batch_.emplace_back(rbufs_.get() + size_t{slot} * slot_ + vnet_, ready_len_[slot]);
   rx_->OnFrames(batch_);
   held_tail_ = ring_->QueuedTail();
   // Re-submitted after what the receiver queued: the ring issues in order,
@@ -273,10 +294,22 @@ std::span<uint8_t> TapDevice::Reserve(size_t max_len) {
   }
   reserved_ = free_writes_.back();
   free_writes_.pop_back();
-  return {wbufs_.get() + size_t{reserved_} * frame_size_, max_len};
+  return {wbufs_.get() + size_t{reserved_} * slot_ + vnet_, max_len};
 }
 
-void TapDevice::Commit(size_t len) {
+void TapDevice::Commit(size_t len) { CommitWith(len, VnetHeader{}); }
+
+void TapDevice::CommitPartial(size_t len, uint16_t csum_start, uint16_t csum_offset) {
+  VnetHeader h;
+  if (vnet_) {  // else the caller did not ask PartialChecksums(): sent as is
+    h.flags = kVnetNeedsCsum;
+    h.csum_start = csum_start;  // the tap's default: native byte order
+    h.csum_offset = csum_offset;
+  }
+  CommitWith(len, h);
+}
+
+void TapDevice::CommitWith(size_t len, const VnetHeader& h) {
   if (reserved_ == UINT32_MAX) return;
   uint32_t slot = reserved_;
   reserved_ = UINT32_MAX;
@@ -284,7 +317,12 @@ void TapDevice::Commit(size_t len) {
     free_writes_.push_back(slot);
     return;
   }
-  queued_len_[slot] = len;
+  if (vnet_) {
+    uint8_t* base = wbufs_.get() + size_t{slot} * slot_;
+    std::memset(base, 0, vnet_);
+    std::memcpy(base, &h, sizeof(h));
+  }
+  queued_len_[slot] = static_cast<uint32_t>(vnet_ + len);
   queued_.push_back(slot);
 }
 
@@ -295,8 +333,7 @@ void TapDevice::Flush() {
   ring_->ExpectPromptCompletions(static_cast<unsigned>(queued_.size()));
   for (uint32_t slot : queued_) {
     io_uring_sqe* sqe = ring_->GetSqe();
-    io_uring_prep_write(sqe, tap_.get(), wbufs_.get() + size_t{slot} * frame_size_,
-                        queued_len_[slot], 0);
+    io_uring_prep_write(sqe, tap_.get(), wbufs_.get() + size_t{slot} * slot_, queued_len_[slot], 0);
     io_uring_sqe_set_data64(sqe, UserData{kinds_.write, 0, slot}.Pack());
   }
   queued_.clear();

@@ -1,5 +1,6 @@
 // TapDevice: frames read from and written to a tap interface (IFF_TAP |
-// IFF_NO_PI: plain Ethernet frames, no packet information, no vnet header).
+// IFF_NO_PI: Ethernet frames, no packet information; with IFF_VNET_HDR, a
+// virtio-net header before each, which this class adds and strips).
 //
 // Theory of operation. The tap's descriptor is opened in the target
 // namespace (a tun device belongs to the namespace of the thread that
@@ -34,6 +35,14 @@
 // still sleeps until something else happens, in one io_uring_enter). A read
 // that fails (the interface went away) is re-armed on the next Tick(), never
 // in a tight loop.
+//
+// The virtio-net header (a tap opened with `vnet_header`, the daemon's own)
+// lets a frame to the guest carry a partial TCP checksum (CommitPartial:
+// VIRTIO_NET_HDR_F_NEEDS_CSUM). The guest's kernel takes it as
+// CHECKSUM_PARTIAL, as it would a frame from its own loopback: it neither
+// verifies the sum nor needs it computed, so the payload is not summed
+// twice (once here, once there). Frames from the guest carry a header
+// without offloads (none are enabled), which is skipped.
 #pragma once
 
 #include <memory>
@@ -69,12 +78,29 @@ struct TapDeviceOptions {
   uint8_t multishot_opcode = kOpReadMultishot;
 };
 
+// The header before each frame on a tap opened with IFF_VNET_HDR: struct
+// virtio_net_hdr of <linux/virtio_net.h> (which C++ cannot include: a field
+// there is named `class`), in the tap's default native byte order.
+struct VnetHeader {
+  uint8_t flags = 0;  // kVnetNeedsCsum
+  uint8_t gso_type = 0;
+  uint16_t hdr_len = 0;
+  uint16_t gso_size = 0;
+  uint16_t csum_start = 0;
+  uint16_t csum_offset = 0;
+};
+static_assert(sizeof(VnetHeader) == 10);
+inline constexpr uint8_t kVnetNeedsCsum = 1;  // VIRTIO_NET_HDR_F_NEEDS_CSUM
+
 class TapDevice : public FrameSource {
  public:
   // Creates (or attaches to) tap interface `name` in the calling thread's
   // network namespace; `*actual` receives the name the kernel used. The
   // descriptor is blocking-free for the ring: io_uring polls it.
-  static absl::StatusOr<Fd> OpenTap(const std::string& name, std::string* actual);
+  // With `vnet_header`, frames carry a virtio-net header (IFF_VNET_HDR); a
+  // TapDevice finds out from the descriptor (TUNGETIFF).
+  static absl::StatusOr<Fd> OpenTap(const std::string& name, std::string* actual,
+                                    bool vnet_header = false);
 
   // Takes the tap descriptor; frames up to `mtu` + 14 bytes. Nothing is
   // submitted before Start(). The buffer group of the multishot path is
@@ -99,6 +125,10 @@ class TapDevice : public FrameSource {
 
   std::span<uint8_t> Reserve(size_t max_len) override;
   void Commit(size_t len) override;
+  bool PartialChecksums() const override { return vnet_ != 0; }
+  void CommitPartial(size_t len, uint16_t csum_start, uint16_t csum_offset) override;
+  // The virtio-net header before each frame on this tap (0: none).
+  size_t vnet_header() const { return vnet_; }
 
   int fd() const { return tap_.get(); }
   // Whether frames are read by the multishot read (false: the single-shot
@@ -112,6 +142,10 @@ class TapDevice : public FrameSource {
   size_t held_buffers() const { return held_.size(); }
 
  private:
+  // Records a read of `n` bytes (virtio-net header included) into `slot`.
+  void NoteRead(uint32_t slot, size_t n);
+  // Queues the reserved slot's `len` frame bytes after header `h`.
+  void CommitWith(size_t len, const VnetHeader& h);
   void SubmitRead(uint32_t slot);
   void StartSingleShot();
   bool SetupBufferRing();
@@ -123,6 +157,8 @@ class TapDevice : public FrameSource {
   Fd tap_;
   FrameReceiver* rx_;
   size_t frame_size_;
+  size_t vnet_;  // virtio-net header length (IFF_VNET_HDR), else 0
+  size_t slot_;  // buffer size: vnet_ + frame_size_
   FrameSourceKinds kinds_;
   unsigned nreads_;  // receive buffers
   unsigned nwrites_;

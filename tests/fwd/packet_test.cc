@@ -1,4 +1,5 @@
 #include "fwd/packet.h"
+#include "fwd/checksum.h"
 
 #include <netinet/in.h>
 
@@ -424,6 +425,41 @@ TEST(BuildFrame, TcpBothFamiliesWithOptionsParseBackWithValidChecksums) {
     TcpSegmentHeader h;
     h.options = std::span<const uint8_t>(opts, 3);
     EXPECT_EQ(FinishTcpFrame(out, a, h, 0), 0u);
+  }
+}
+
+// A partial checksum (for a tap with virtio-net headers) is what a device
+// completing CHECKSUM_PARTIAL turns into the full one: summing from
+// TcpChecksumStart() to the end, the field included, and storing the
+// complement at offset 16 gives the frame FinishTcpFrame builds in full.
+TEST(BuildFrame, TcpPartialChecksumCompletesToTheFullOne) {
+  const uint8_t opts[12] = {1, 1, 8, 10, 0, 0, 0, 7, 0, 0, 0, 9};
+  for (const FrameAddrs& a : {Addrs4(), Addrs6()}) {
+    bool v4 = a.src.IsV4();
+    for (size_t len : {size_t{0}, size_t{1}, size_t{1448}, size_t{65000 - 40}}) {
+      size_t off = TcpPayloadOffset(v4, sizeof(opts));
+      Bytes full(off + len), partial(off + len);
+      for (size_t i = 0; i < len; i++)
+        full[off + i] = partial[off + i] = static_cast<uint8_t>(i * 7);
+      TcpSegmentHeader h;
+      h.sport = 5201;
+      h.dport = 40000;
+      h.seq = 0x80000001u;
+      h.ack = 99;
+      h.flags = kTcpAck;
+      h.window = 1024;
+      h.options = std::span<const uint8_t>(opts, sizeof(opts));
+      ASSERT_EQ(FinishTcpFrame(full, a, h, len), off + len);
+      ASSERT_EQ(FinishTcpFrame(partial, a, h, len, /*partial_checksum=*/true), off + len);
+      size_t start = TcpChecksumStart(v4);
+      EXPECT_NE(Bytes(partial.begin() + start + 16, partial.begin() + start + 18),
+                Bytes(full.begin() + start + 16, full.begin() + start + 18));
+      // What the device does.
+      uint16_t c = ChecksumFinish(ChecksumAdd(std::span<const uint8_t>(partial).subspan(start)));
+      partial[start + 16] = static_cast<uint8_t>(c >> 8);
+      partial[start + 17] = static_cast<uint8_t>(c);
+      EXPECT_EQ(partial, full) << (v4 ? "v4 " : "v6 ") << len;
+    }
   }
 }
 

@@ -61,9 +61,10 @@ uint16_t IpChecksum(const uint8_t* p, size_t n) {
   return static_cast<uint16_t>(~sum);
 }
 
-TEST(TapDevice, ReadsAndWritesFramesThroughTheRing) {
-  if (geteuid() != 0) GTEST_SKIP() << "needs root (tap devices, namespaces)";
-  if (access("/dev/net/tun", R_OK | W_OK) != 0) GTEST_SKIP() << "no /dev/net/tun";
+// Frames from the kernel read, a UDP datagram written as a frame delivered;
+// with `vnet` (IFF_VNET_HDR) also one whose checksum the kernel is to
+// complete, and one with a bad checksum dropped (our header claims nothing).
+void ReadsAndWritesFramesThroughTheRing(bool vnet) {
   Fd nsfd = NewNetnsFd();
   ASSERT_TRUE(nsfd) << "unshare(CLONE_NEWNET)";
   absl::StatusOr<std::unique_ptr<NetNs>> ns =
@@ -75,7 +76,7 @@ TEST(TapDevice, ReadsAndWritesFramesThroughTheRing) {
   Fd udp;
   uint8_t tap_mac[6] = {};
   (*ns)->RunSync([&] {
-    tap = TapDevice::OpenTap("rftest0", &name);
+    tap = TapDevice::OpenTap("rftest0", &name, vnet);
     if (!tap.ok()) return;
     Fd s(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
     ifreq ifr{};
@@ -110,6 +111,8 @@ TEST(TapDevice, ReadsAndWritesFramesThroughTheRing) {
   Collector rx;
   TapDevice dev(ring->get(), std::move(*tap), &rx, 1500, FrameSourceKinds{16, 17, 18},
                 TapDeviceOptions{.buffers = 8, .write_slots = 8});
+  EXPECT_EQ(dev.vnet_header(), vnet ? 10u : 0u);
+  EXPECT_EQ(dev.PartialChecksums(), vnet);
   dev.Start();
   int eagain = 0;
   auto pump = [&](auto done) {
@@ -172,6 +175,42 @@ TEST(TapDevice, ReadsAndWritesFramesThroughTheRing) {
   EXPECT_EQ(std::string(got, n > 0 ? n : 0), "hello tap");
   EXPECT_EQ(dev.stats().frames_out, 1u);
 
+  if (vnet) {
+    // The same frame again, its UDP checksum left to the kernel (the field
+    // holds the pseudo-header sum), then with a wrong full checksum.
+    auto resend = [&](uint16_t csum, bool partial) {
+      std::span<uint8_t> b = dev.Reserve(14 + iplen);
+      ASSERT_EQ(b.size(), 14 + iplen);
+      std::memmove(b.data(), buf.data(), 14 + iplen);  // same slot: no-op
+      b[14 + 20 + 6] = static_cast<uint8_t>(csum >> 8);
+      b[14 + 20 + 7] = static_cast<uint8_t>(csum);
+      if (partial)
+        dev.CommitPartial(14 + iplen, 14 + 20, 6);
+      else
+        dev.Commit(14 + iplen);
+    };
+    // Pseudo-header: addresses, protocol, UDP length; folded, not complemented.
+    uint32_t ph = 0xc000 + 0x0202 + 0xc000 + 0x0201 + 17 + (8 + plen);
+    while (ph >> 16) ph = (ph & 0xffff) + (ph >> 16);
+    resend(static_cast<uint16_t>(ph), true);
+    n = -1;
+    std::memset(got, 0, sizeof(got));
+    pump([&] {
+      n = recv(udp.get(), got, sizeof(got), MSG_DONTWAIT);
+      return n >= 0;
+    });
+    EXPECT_EQ(std::string(got, n > 0 ? n : 0), "hello tap") << "partial checksum not taken";
+    resend(0x1234, false);
+    n = -1;
+    auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(300);
+    pump([&] {
+      n = recv(udp.get(), got, sizeof(got), MSG_DONTWAIT);
+      return n >= 0 || std::chrono::steady_clock::now() > until;
+    });
+    EXPECT_LT(n, 0) << "a bad checksum was delivered: the header claimed it valid";
+    EXPECT_EQ(dev.stats().frames_out, 3u);
+  }
+
   // Reads parked on the ring must not have parked io-wq workers (the tap is
   // polled, not read by a blocked kernel thread per request).
   int workers = 0;
@@ -189,6 +228,18 @@ TEST(TapDevice, ReadsAndWritesFramesThroughTheRing) {
   }
   EXPECT_EQ(workers, 0);
   EXPECT_EQ(eagain, 0) << "reads on the non-blocking tap must wait in the ring, not spin";
+}
+
+TEST(TapDevice, ReadsAndWritesFramesThroughTheRing) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root (tap devices, namespaces)";
+  if (access("/dev/net/tun", R_OK | W_OK) != 0) GTEST_SKIP() << "no /dev/net/tun";
+  ReadsAndWritesFramesThroughTheRing(false);
+}
+
+TEST(TapDevice, VnetHeadersCarryPartialChecksumsAndClaimNothingElse) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root (tap devices, namespaces)";
+  if (access("/dev/net/tun", R_OK | W_OK) != 0) GTEST_SKIP() << "no /dev/net/tun";
+  ReadsAndWritesFramesThroughTheRing(true);
 }
 
 // How the frames are read in the tests below.
