@@ -157,6 +157,12 @@ struct FrameView {
   uint16_t icmp_id = 0;  // echo identifier and sequence (echo types only)
   uint16_t icmp_seq = 0;
 
+  // Set by the caller, not by ParseFrame: the link vouched for the L4
+  // checksum (kFrameChecksumTrusted: the guest's kernel left it partial for
+  // the link to fill, or verified it). VerifyL4Checksum then passes TCP,
+  // UDP and ICMPv6 on their lengths alone.
+  bool checksum_trusted = false;
+
   bool is_v4() const { return l3 == L3Kind::kIpv4; }
   bool is_v6() const { return l3 == L3Kind::kIpv6; }
 };
@@ -166,9 +172,10 @@ FrameView ParseFrame(std::span<const uint8_t> frame);
 
 // True if the L4 checksum of a parsed IP frame (UDP, TCP, ICMP, ICMPv6) is
 // right: the pseudo-header for all but ICMP; a UDP/IPv4 checksum of 0 means
-// none and passes. False for other protocols and for frames that did not
-// parse. ParseFrame does not check it (the cost grows with the size); the
-// link services check what they consume.
+// none and passes, and so does a frame whose checksum the link vouched for
+// (FrameView::checksum_trusted; not ICMP, never offloaded). False for other protocols and for
+// frames that did not parse. ParseFrame does not check it (the cost grows with the size); the link
+// services check what they consume.
 bool VerifyL4Checksum(const FrameView& v, std::span<const uint8_t> frame);
 
 // The Ethernet and IP endpoints of a frame we build. src and dst are of one

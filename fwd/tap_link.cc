@@ -147,8 +147,10 @@ void TapLink::Shutdown() {
   tcp_->CloseAll();
 }
 
-void TapLink::OnFrames(std::span<const std::span<const uint8_t>> frames) {
+void TapLink::OnFrames(std::span<const std::span<const uint8_t>> frames,
+                       std::span<const uint8_t> flags) {
   batch_->Clear();
+  auto flag = [&](size_t i) -> uint8_t { return flags.empty() ? 0 : flags[i]; };
   for (size_t i = 0; i < frames.size(); i++) {
     if (fault_in_) {
       FaultFilter::Verdict v = fault_in_->Next();
@@ -158,22 +160,23 @@ void TapLink::OnFrames(std::span<const std::span<const uint8_t>> frames) {
       }
       if (v == FaultFilter::Verdict::kReorder && i + 1 < frames.size()) {
         stats_.fault_reordered++;
-        OnFrame(frames[i + 1]);
-        OnFrame(frames[i]);
+        OnFrame(frames[i + 1], flag(i + 1));
+        OnFrame(frames[i], flag(i));
         i++;
         continue;
       }
     }
-    OnFrame(frames[i]);
+    OnFrame(frames[i], flag(i));
   }
   RunBatch(now_ns_);
   batch_->Clear();
 }
 
-void TapLink::OnFrame(std::span<const uint8_t> f) {
+void TapLink::OnFrame(std::span<const uint8_t> f, uint8_t flags) {
   {
     stats_.frames++;
     FrameView v = ParseFrame(f);
+    v.checksum_trusted = flags & kFrameChecksumTrusted;
     if (!v.ok()) {
       stats_.bad[static_cast<size_t>(v.drop)]++;
       stats_.dropped++;
@@ -252,19 +255,19 @@ std::string TapLink::Summary() const {
     if (stats_.bad[i])
       absl::StrAppend(&bad, " ", DropReasonName(static_cast<DropReason>(i)), "=", stats_.bad[i]);
   return absl::StrCat(
-      "tap: ", s.frames_in, " frames in, ", s.frames_out, " out; dropped ", stats_.dropped,
-      " (bad:", bad.empty() ? " none" : bad, "; not for us ", stats_.not_for_us, ", icmp ",
-      stats_.icmp_dropped, ", other ", stats_.other_dropped, "); services ", stats_.services,
-      "; udp flows ", u.flows_created, ", datagrams out ", u.datagrams_out, " in ", u.datagrams_in,
-      ", icmp errors ", u.icmp_errors, ", udp dropped ", u.dropped, "; icmp echo ",
-      icmp_->stats().requests, " requests ", icmp_->stats().replies, " replies ",
-      icmp_->stats().not_permitted, " not permitted; tcp flows ", tcp_->stats().flows_created, " (",
-      tcp_->active(), " open, ", tcp_->stats().connect_failed, " refused, ",
-      tcp_->stats().syn_dropped, " SYNs dropped), segments in ", tcp_->stats().segments_in, " out ",
-      tcp_->stats().segments_out, ", retransmits ", tcp_->stats().retransmits, "+",
-      tcp_->stats().fast_retransmits, " fast, short writes ", tcp_->stats().short_writes,
-      ", out of order ", tcp_->stats().out_of_order, ", bad checksums ", tcp_->stats().bad_checksum,
-      "; send queue full ", s.out_dropped,
+      "tap: ", s.frames_in, " frames in (", s.offloaded_in, " offloaded), ", s.frames_out,
+      " out; dropped ", stats_.dropped, " (bad:", bad.empty() ? " none" : bad, "; not for us ",
+      stats_.not_for_us, ", icmp ", stats_.icmp_dropped, ", other ", stats_.other_dropped,
+      "); services ", stats_.services, "; udp flows ", u.flows_created, ", datagrams out ",
+      u.datagrams_out, " in ", u.datagrams_in, ", icmp errors ", u.icmp_errors, ", udp dropped ",
+      u.dropped, "; icmp echo ", icmp_->stats().requests, " requests ", icmp_->stats().replies,
+      " replies ", icmp_->stats().not_permitted, " not permitted; tcp flows ",
+      tcp_->stats().flows_created, " (", tcp_->active(), " open, ", tcp_->stats().connect_failed,
+      " refused, ", tcp_->stats().syn_dropped, " SYNs dropped), segments in ",
+      tcp_->stats().segments_in, " out ", tcp_->stats().segments_out, ", retransmits ",
+      tcp_->stats().retransmits, "+", tcp_->stats().fast_retransmits, " fast, short writes ",
+      tcp_->stats().short_writes, ", out of order ", tcp_->stats().out_of_order, ", bad checksums ",
+      tcp_->stats().bad_checksum, "; send queue full ", s.out_dropped,
       fault_in_ ? absl::StrCat("; faults: dropped ", stats_.fault_dropped, "+",
                                fault_sink_->filter().dropped, " reordered ", stats_.fault_reordered,
                                "+", fault_sink_->filter().reordered)

@@ -105,7 +105,8 @@ class TapLink : public FrameReceiver {
   // The listener goes away or changes target: its inbound flows close.
   void FlushListener(uint32_t index) { udp_->FlushListener(index); }
 
-  void OnFrames(std::span<const std::span<const uint8_t>> frames) override;
+  void OnFrames(std::span<const std::span<const uint8_t>> frames,
+                std::span<const uint8_t> flags) override;
 
   const TapLinkStats& stats() const { return stats_; }
   const FrameSourceStats& source_stats() const { return source_->stats(); }
@@ -120,7 +121,8 @@ class TapLink : public FrameReceiver {
  private:
   explicit TapLink(const TapLinkOptions& opts);
   void RunBatch(int64_t now_ns);
-  void OnFrame(std::span<const uint8_t> f);
+  // One frame; `flags` as the source gave them (kFrameChecksumTrusted).
+  void OnFrame(std::span<const uint8_t> f, uint8_t flags);
   // Where frames for the guest go: the source, or a FaultSink before it.
   FrameSink* sink() {
     return fault_sink_ ? static_cast<FrameSink*>(fault_sink_.get()) : source_.get();

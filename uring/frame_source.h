@@ -23,20 +23,30 @@
 
 namespace ringfwd {
 
+// What a source's link told it about a frame it read (a bit set, one per
+// frame). kFrameChecksumTrusted: the sender's kernel left the frame's TCP or
+// UDP checksum to be completed by the link, or verified it already
+// (virtio-net NEEDS_CSUM or DATA_VALID): the checksum field is not to be
+// checked.
+inline constexpr uint8_t kFrameChecksumTrusted = 1;
+
 // Who gets the frames a source reads.
 class FrameReceiver {
  public:
   virtual ~FrameReceiver() = default;
-  // A batch of frames (at least one), each a whole Ethernet frame. The spans
-  // are valid until the call returns, and their bytes stay as they are until
-  // the ring has taken every submission queued during the call (a receiver
-  // may queue sends that point into them).
-  virtual void OnFrames(std::span<const std::span<const uint8_t>> frames) = 0;
+  // A batch of frames (at least one), each a whole Ethernet frame, and
+  // `flags` either empty (the source knows nothing more) or one entry per
+  // frame. The spans are valid until the call returns, and their bytes stay
+  // as they are until the ring has taken every submission queued during the
+  // call (a receiver may queue sends that point into them).
+  virtual void OnFrames(std::span<const std::span<const uint8_t>> frames,
+                        std::span<const uint8_t> flags) = 0;
 };
 
 struct FrameSourceStats {
   uint64_t frames_in = 0;
   uint64_t bytes_in = 0;
+  uint64_t offloaded_in = 0;  // frames longer than the MTU allows (segmentation offload)
   uint64_t frames_out = 0;
   uint64_t bytes_out = 0;
   uint64_t out_dropped = 0;  // no buffer free (Reserve() returned empty) or the write failed

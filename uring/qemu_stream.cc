@@ -163,7 +163,7 @@ void QemuStream::Deliver(std::span<const uint8_t> frame) {
   stats_.frames_in++;
   batch_.push_back(frame);
   if (batch_.size() == kBatch) {
-    rx_->OnFrames(batch_);
+    rx_->OnFrames(batch_, {});
     batch_.clear();
   }
 }
@@ -175,7 +175,7 @@ void QemuStream::DeliverReceived() {
   batch_.clear();
   bool ok = decoder_.Feed(std::span<const uint8_t>(rbuf_.get(), n),
                           [this](std::span<const uint8_t> f) { Deliver(f); });
-  if (!batch_.empty()) rx_->OnFrames(batch_);
+  if (!batch_.empty()) rx_->OnFrames(batch_, {});
   batch_.clear();
   if (!client_) return;  // the receiver may not drop us, but be safe
   if (!ok) {

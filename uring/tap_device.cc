@@ -36,6 +36,15 @@ size_t VnetHeaderOf(int fd) {
   return static_cast<size_t>(len);
 }
 
+// Asks tap `fd` for checksum and TCP segmentation offload toward us; false
+// (logged) if the kernel refuses.
+bool EnableOffload(int fd) {
+  if (ioctl(fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6) == 0) return true;
+  LOG_INFO("tap: no checksum/segmentation offload (TUNSETOFFLOAD: %s); frames of MTU size",
+           std::strerror(errno));
+  return false;
+}
+
 }  // namespace
 
 absl::StatusOr<Fd> TapDevice::OpenTap(const std::string& name, std::string* actual,
@@ -60,14 +69,17 @@ TapDevice::TapDevice(Ring* ring, Fd tap, FrameReceiver* rx, size_t mtu, FrameSou
       rx_(rx),
       frame_size_(mtu + kEthHeader),
       vnet_(VnetHeaderOf(tap_.get())),
-      slot_(vnet_ + frame_size_),
+      offload_(vnet_ && opts.offload && EnableOffload(tap_.get())),
+      rslot_(vnet_ + (offload_ ? std::max(frame_size_, kMaxOffloadFrame) : frame_size_)),
+      wslot_(vnet_ + frame_size_),
       kinds_(kinds),
       nreads_(std::max(1u, opts.buffers)),
       nwrites_(opts.write_slots),
       ring_reads_(std::max(1u, std::min(opts.ring_reads, nreads_))),
-      rbufs_(new uint8_t[nreads_ * slot_]),
-      wbufs_(new uint8_t[nwrites_ * slot_]),
+      rbufs_(new uint8_t[nreads_ * rslot_]),
+      wbufs_(new uint8_t[nwrites_ * wslot_]),
       ready_len_(nreads_),
+      ready_flags_(nreads_),
       queued_len_(nwrites_),
       want_multishot_(opts.multishot),
       multishot_opcode_(opts.multishot_opcode) {
@@ -75,6 +87,7 @@ TapDevice::TapDevice(Ring* ring, Fd tap, FrameReceiver* rx, size_t mtu, FrameSou
   failed_.reserve(nreads_);
   held_.reserve(nreads_);
   batch_.reserve(nreads_);
+  batch_flags_.reserve(nreads_);
   queued_.reserve(nwrites_);
   free_writes_.reserve(nwrites_);
   for (unsigned i = nwrites_; i-- > 0;) free_writes_.push_back(i);
@@ -119,7 +132,7 @@ bool TapDevice::SetupBufferRing() {
   }
   const int mask = io_uring_buf_ring_mask(br_entries_);
   for (uint32_t slot = 0; slot < nreads_; slot++)
-    io_uring_buf_ring_add(br_, rbufs_.get() + size_t{slot} * slot_, slot_,
+    io_uring_buf_ring_add(br_, rbufs_.get() + size_t{slot} * rslot_, rslot_,
                           static_cast<uint16_t>(slot), mask, static_cast<int>(slot));
   io_uring_buf_ring_advance(br_, static_cast<int>(nreads_));
   return true;
@@ -173,17 +186,14 @@ void TapDevice::DeliverMultishot() {
   if (!held_.empty() && ring_->Submitted(held_tail_)) {
     const int mask = io_uring_buf_ring_mask(br_entries_);
     for (size_t i = 0; i < held_.size(); i++)
-      io_uring_buf_ring_add(br_, rbufs_.get() + size_t{held_[i]} * slot_, slot_,
+      io_uring_buf_ring_add(br_, rbufs_.get() + size_t{held_[i]} * rslot_, rslot_,
                             static_cast<uint16_t>(held_[i]), mask, static_cast<int>(i));
     io_uring_buf_ring_advance(br_, static_cast<int>(held_.size()));
     held_.clear();
   }
   if (!ready_.empty()) {
-    batch_.clear();
-    for (uint32_t slot : ready_)
-      if (ready_len_[slot])
-        batch_.emplace_back(rbufs_.get() + size_t{slot} * slot_ + vnet_, ready_len_[slot]);
-    rx_->OnFrames(batch_);
+    CollectBatch();
+    rx_->OnFrames(batch_, batch_flags_);
     held_.insert(held_.end(), ready_.begin(), ready_.end());
     held_tail_ = ring_->QueuedTail();
     ready_.clear();
@@ -200,13 +210,26 @@ void TapDevice::NoteRead(uint32_t slot, size_t n) {
   ready_len_[slot] = n > vnet_ ? static_cast<uint32_t>(n - vnet_) : 0;
   ready_.push_back(slot);
   if (!ready_len_[slot]) return;
+  uint8_t vnet_flags = vnet_ ? rbufs_[size_t{slot} * rslot_] : 0;  // VnetHeader::flags
+  ready_flags_[slot] = vnet_flags & (kVnetNeedsCsum | kVnetDataValid) ? kFrameChecksumTrusted : 0;
   stats_.frames_in++;
   stats_.bytes_in += ready_len_[slot];
+  if (ready_len_[slot] > frame_size_) stats_.offloaded_in++;
+}
+
+void TapDevice::CollectBatch() {
+  batch_.clear();
+  batch_flags_.clear();
+  for (uint32_t slot : ready_) {
+    if (!ready_len_[slot]) continue;
+    batch_.emplace_back(rbufs_.get() + size_t{slot} * rslot_ + vnet_, ready_len_[slot]);
+    batch_flags_.push_back(ready_flags_[slot]);
+  }
 }
 
 void TapDevice::SubmitRead(uint32_t slot) {
   io_uring_sqe* sqe = ring_->GetSqe();
-  io_uring_prep_read(sqe, tap_.get(), rbufs_.get() + size_t{slot} * slot_, slot_, 0);
+  io_uring_prep_read(sqe, tap_.get(), rbufs_.get() + size_t{slot} * rslot_, rslot_, 0);
   io_uring_sqe_set_data64(sqe, UserData{kinds_.read, 0, slot}.Pack());
   reads_in_flight_++;
 }
@@ -257,15 +280,12 @@ void TapDevice::DeliverReceived() {
   // them (then the next wake-up reads those frames).
   bool reuse = ring_->Submitted(held_tail_);
   for (uint32_t slot = ring_reads_; reuse && slot < nreads_; slot++) {
-    ssize_t n = read(tap_.get(), rbufs_.get() + size_t{slot} * slot_, slot_);
+    ssize_t n = read(tap_.get(), rbufs_.get() + size_t{slot} * rslot_, rslot_);
     if (n <= 0) break;  // EAGAIN: drained
     NoteRead(slot, static_cast<size_t>(n));
   }
-  batch_.clear();
-  for (uint32_t slot : ready_)
-    if (ready_len_[slot])
-      batch_.emplace_back(rbufs_.get() + size_t{slot} * slot_ + vnet_, ready_len_[slot]);
-  rx_->OnFrames(batch_);
+  CollectBatch();
+  rx_->OnFrames(batch_, batch_flags_);
   held_tail_ = ring_->QueuedTail();
   // Re-submitted after what the receiver queued: the ring issues in order,
   // so its sends have read these buffers before the reads fill them.
@@ -294,7 +314,7 @@ std::span<uint8_t> TapDevice::Reserve(size_t max_len) {
   }
   reserved_ = free_writes_.back();
   free_writes_.pop_back();
-  return {wbufs_.get() + size_t{reserved_} * slot_ + vnet_, max_len};
+  return {wbufs_.get() + size_t{reserved_} * wslot_ + vnet_, max_len};
 }
 
 void TapDevice::Commit(size_t len) { CommitWith(len, VnetHeader{}); }
@@ -318,7 +338,7 @@ void TapDevice::CommitWith(size_t len, const VnetHeader& h) {
     return;
   }
   if (vnet_) {
-    uint8_t* base = wbufs_.get() + size_t{slot} * slot_;
+    uint8_t* base = wbufs_.get() + size_t{slot} * wslot_;
     std::memset(base, 0, vnet_);
     std::memcpy(base, &h, sizeof(h));
   }
@@ -333,7 +353,8 @@ void TapDevice::Flush() {
   ring_->ExpectPromptCompletions(static_cast<unsigned>(queued_.size()));
   for (uint32_t slot : queued_) {
     io_uring_sqe* sqe = ring_->GetSqe();
-    io_uring_prep_write(sqe, tap_.get(), wbufs_.get() + size_t{slot} * slot_, queued_len_[slot], 0);
+    io_uring_prep_write(sqe, tap_.get(), wbufs_.get() + size_t{slot} * wslot_, queued_len_[slot],
+                        0);
     io_uring_sqe_set_data64(sqe, UserData{kinds_.write, 0, slot}.Pack());
   }
   queued_.clear();

@@ -41,8 +41,19 @@
 // VIRTIO_NET_HDR_F_NEEDS_CSUM). The guest's kernel takes it as
 // CHECKSUM_PARTIAL, as it would a frame from its own loopback: it neither
 // verifies the sum nor needs it computed, so the payload is not summed
-// twice (once here, once there). Frames from the guest carry a header
-// without offloads (none are enabled), which is skipped.
+// twice (once here, once there).
+//
+// Offloads toward us (`offload`, on by default with a virtio-net header):
+// TUNSETOFFLOAD tells the tap interface that we take checksum and TCP
+// segmentation offload (TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6), as a
+// virtio-net device would. The guest's kernel then hands us TCP segments of
+// up to 64 KiB whatever the MTU (one frame where it would have cut many,
+// the virtio-net header saying how it would have cut them, which we do not
+// need: the payload goes to a host socket whole), with the checksum left
+// partial. A frame whose header says NEEDS_CSUM or DATA_VALID is delivered
+// with kFrameChecksumTrusted: it came from the guest's own stack, so its
+// checksum is not ours to check (and a partial one would fail the check).
+// Receive buffers are then sized for the largest such frame.
 #pragma once
 
 #include <memory>
@@ -76,7 +87,15 @@ struct TapDeviceOptions {
   // The opcode of the multishot read; tests give one the kernel refuses, to
   // take the fallback as a kernel before 6.7 would.
   uint8_t multishot_opcode = kOpReadMultishot;
+  // With a virtio-net header: take checksum and segmentation offloads from
+  // the guest (TUNSETOFFLOAD; without them if the kernel refuses).
+  bool offload = true;
 };
+
+// The largest frame a tap with segmentation offload hands over: an IPv6
+// packet of the largest payload length (64 KiB - 1 after its 40-byte
+// header) in an Ethernet frame.
+inline constexpr size_t kMaxOffloadFrame = 14 + 40 + 65535;
 
 // The header before each frame on a tap opened with IFF_VNET_HDR: struct
 // virtio_net_hdr of <linux/virtio_net.h> (which C++ cannot include: a field
@@ -91,6 +110,7 @@ struct VnetHeader {
 };
 static_assert(sizeof(VnetHeader) == 10);
 inline constexpr uint8_t kVnetNeedsCsum = 1;  // VIRTIO_NET_HDR_F_NEEDS_CSUM
+inline constexpr uint8_t kVnetDataValid = 2;  // VIRTIO_NET_HDR_F_DATA_VALID
 
 class TapDevice : public FrameSource {
  public:
@@ -129,6 +149,9 @@ class TapDevice : public FrameSource {
   void CommitPartial(size_t len, uint16_t csum_start, uint16_t csum_offset) override;
   // The virtio-net header before each frame on this tap (0: none).
   size_t vnet_header() const { return vnet_; }
+  // Whether the guest's kernel may send us offloaded frames (TUNSETOFFLOAD
+  // took effect).
+  bool offload() const { return offload_; }
 
   int fd() const { return tap_.get(); }
   // Whether frames are read by the multishot read (false: the single-shot
@@ -144,6 +167,8 @@ class TapDevice : public FrameSource {
  private:
   // Records a read of `n` bytes (virtio-net header included) into `slot`.
   void NoteRead(uint32_t slot, size_t n);
+  // Fills batch_ and batch_flags_ with the frames of the ready slots.
+  void CollectBatch();
   // Queues the reserved slot's `len` frame bytes after header `h`.
   void CommitWith(size_t len, const VnetHeader& h);
   void SubmitRead(uint32_t slot);
@@ -157,20 +182,24 @@ class TapDevice : public FrameSource {
   Fd tap_;
   FrameReceiver* rx_;
   size_t frame_size_;
-  size_t vnet_;  // virtio-net header length (IFF_VNET_HDR), else 0
-  size_t slot_;  // buffer size: vnet_ + frame_size_
+  size_t vnet_;   // virtio-net header length (IFF_VNET_HDR), else 0
+  bool offload_;  // TUNSETOFFLOAD took checksum and segmentation offload
+  size_t rslot_;  // receive buffer size: vnet_ + the largest frame read
+  size_t wslot_;  // send buffer size: vnet_ + frame_size_
   FrameSourceKinds kinds_;
   unsigned nreads_;  // receive buffers
   unsigned nwrites_;
   unsigned ring_reads_;  // buffers [0, ring_reads_) are read by the ring
   std::unique_ptr<uint8_t[]> rbufs_;
   std::unique_ptr<uint8_t[]> wbufs_;
-  std::vector<uint32_t> ready_;      // read slots holding a frame
-  std::vector<uint32_t> ready_len_;  // by read slot
-  std::vector<uint32_t> failed_;     // read slots to re-arm on the tick
-  std::vector<uint32_t> held_;       // multishot: delivered, not yet given back
-  unsigned held_tail_ = 0;           // the ring's queued tail after the last delivery
+  std::vector<uint32_t> ready_;       // read slots holding a frame
+  std::vector<uint32_t> ready_len_;   // by read slot
+  std::vector<uint8_t> ready_flags_;  // by read slot: kFrameChecksumTrusted
+  std::vector<uint32_t> failed_;      // read slots to re-arm on the tick
+  std::vector<uint32_t> held_;        // multishot: delivered, not yet given back
+  unsigned held_tail_ = 0;            // the ring's queued tail after the last delivery
   std::vector<std::span<const uint8_t>> batch_;
+  std::vector<uint8_t> batch_flags_;
   std::vector<uint32_t> free_writes_;
   std::vector<uint32_t> queued_;      // write slots committed, not yet submitted
   std::vector<uint32_t> queued_len_;  // by write slot

@@ -19,7 +19,7 @@ namespace {
 
 struct Collector : FrameReceiver {
   std::vector<std::string> frames;
-  void OnFrames(std::span<const std::span<const uint8_t>> fs) override {
+  void OnFrames(std::span<const std::span<const uint8_t>> fs, std::span<const uint8_t>) override {
     for (auto f : fs) frames.emplace_back(reinterpret_cast<const char*>(f.data()), f.size());
   }
 };

@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <linux/if_packet.h>
 #include <net/if.h>
+#include <net/if_arp.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sched.h>
@@ -47,10 +48,15 @@ Fd NewNetnsFd() {
 
 struct Collector : FrameReceiver {
   std::vector<std::string> frames;
+  std::vector<uint8_t> flags;  // by frame (0 where the source gave none)
   size_t batches = 0;
-  void OnFrames(std::span<const std::span<const uint8_t>> fs) override {
+  void OnFrames(std::span<const std::span<const uint8_t>> fs,
+                std::span<const uint8_t> fl) override {
     batches++;
-    for (auto f : fs) frames.emplace_back(reinterpret_cast<const char*>(f.data()), f.size());
+    for (size_t i = 0; i < fs.size(); i++) {
+      frames.emplace_back(reinterpret_cast<const char*>(fs[i].data()), fs[i].size());
+      flags.push_back(fl.empty() ? 0 : fl[i]);
+    }
   }
 };
 
@@ -242,6 +248,112 @@ TEST(TapDevice, VnetHeadersCarryPartialChecksumsAndClaimNothingElse) {
   ReadsAndWritesFramesThroughTheRing(true);
 }
 
+// Gives interface `name` of the current namespace 192.0.2.1/24, brings it
+// up, and adds a permanent neighbour 192.0.2.3 (so datagrams to it leave as
+// IP frames at once, without waiting for ARP).
+void AddressWithNeighbour(const std::string& name) {
+  Fd s(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  ifreq ifr{};
+  std::strncpy(ifr.ifr_name, name.c_str(), IFNAMSIZ - 1);
+  sockaddr_in* sin = reinterpret_cast<sockaddr_in*>(&ifr.ifr_addr);
+  sin->sin_family = AF_INET;
+  inet_pton(AF_INET, "192.0.2.1", &sin->sin_addr);
+  ioctl(s.get(), SIOCSIFADDR, &ifr);
+  inet_pton(AF_INET, "255.255.255.0", &sin->sin_addr);
+  ioctl(s.get(), SIOCSIFNETMASK, &ifr);
+  LinkUp(name);
+  arpreq ar{};
+  sin = reinterpret_cast<sockaddr_in*>(&ar.arp_pa);
+  sin->sin_family = AF_INET;
+  inet_pton(AF_INET, "192.0.2.3", &sin->sin_addr);
+  ar.arp_ha.sa_family = ARPHRD_ETHER;
+  const uint8_t mac[6] = {0x02, 0, 0, 0, 0, 0x03};
+  std::memcpy(ar.arp_ha.sa_data, mac, 6);
+  ar.arp_flags = ATF_PERM | ATF_COM;
+  std::strncpy(ar.arp_dev, name.c_str(), sizeof(ar.arp_dev) - 1);
+  ioctl(s.get(), SIOCSARP, &ar);
+}
+
+// The UDP checksum of IPv4 frame `f` (no options) verifies.
+bool UdpChecksumVerifies(const std::string& f) {
+  const uint8_t* ip = reinterpret_cast<const uint8_t*>(f.data()) + 14;
+  size_t ulen = (size_t{ip[20 + 4]} << 8) | ip[20 + 5];
+  uint32_t sum = 17 + static_cast<uint32_t>(ulen);
+  for (int i = 12; i < 20; i += 2) sum += (ip[i] << 8) | ip[i + 1];
+  for (size_t i = 0; i < ulen; i += 2)
+    sum += (ip[20 + i] << 8) | (i + 1 < ulen ? ip[20 + i + 1] : 0);
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  return sum == 0xffff;
+}
+
+// With offload (the default with a virtio-net header) the kernel leaves a
+// UDP datagram's checksum for the link to fill, and the frame comes marked
+// kFrameChecksumTrusted; without, its checksum is whole and nothing is
+// claimed.
+void UdpChecksumOffload(bool offload) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root (tap devices, namespaces)";
+  if (access("/dev/net/tun", R_OK | W_OK) != 0) GTEST_SKIP() << "no /dev/net/tun";
+  Fd nsfd = NewNetnsFd();
+  ASSERT_TRUE(nsfd) << "unshare(CLONE_NEWNET)";
+  absl::StatusOr<std::unique_ptr<NetNs>> ns =
+      NetNs::Open(absl::StrCat("/proc/self/fd/", nsfd.get()));
+  ASSERT_TRUE(ns.ok()) << ns.status();
+  absl::StatusOr<Fd> tap = absl::InternalError("not run");
+  (*ns)->RunSync([&] {
+    std::string name;
+    tap = TapDevice::OpenTap("rftest2", &name, true);
+    if (tap.ok()) AddressWithNeighbour(name);
+  });
+  ASSERT_TRUE(tap.ok()) << tap.status();
+  absl::StatusOr<std::unique_ptr<Ring>> ring = Ring::Create(64);
+  ASSERT_TRUE(ring.ok());
+  Collector rx;
+  TapDevice dev(ring->get(), std::move(*tap), &rx, 1500, FrameSourceKinds{16, 17, 18},
+                TapDeviceOptions{.buffers = 8, .write_slots = 8, .offload = offload});
+  EXPECT_EQ(dev.offload(), offload);
+  dev.Start();
+  ssize_t sent = -1;
+  (*ns)->RunSync([&] {  // after the device asked for offloads
+    Fd udp(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(7);
+    inet_pton(AF_INET, "192.0.2.3", &a.sin_addr);
+    std::string payload(201, 'u');
+    sent = sendto(udp.get(), payload.data(), payload.size(), 0, reinterpret_cast<sockaddr*>(&a),
+                  sizeof(a));
+  });
+  ASSERT_EQ(sent, 201);
+  auto udp_frame = [&]() -> int {
+    for (size_t i = 0; i < rx.frames.size(); i++) {
+      const std::string& f = rx.frames[i];
+      if (f.size() >= 14 + 20 + 8 + 201 && uint8_t(f[12]) == 0x08 && f[13] == 0 && f[14 + 9] == 17)
+        return static_cast<int>(i);
+    }
+    return -1;
+  };
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (udp_frame() < 0 && std::chrono::steady_clock::now() < deadline) {
+    (*ring)->RunOnce(50, [&](const io_uring_cqe& cqe) {
+      dev.HandleCompletion(cqe, UserData::Unpack(cqe.user_data));
+    });
+    dev.DeliverReceived();
+  }
+  int i = udp_frame();
+  ASSERT_GE(i, 0) << rx.frames.size() << " frames read, none the datagram";
+  if (offload) {
+    EXPECT_EQ(rx.flags[i], kFrameChecksumTrusted);
+    EXPECT_FALSE(UdpChecksumVerifies(rx.frames[i])) << "the checksum was not left partial";
+  } else {
+    EXPECT_EQ(rx.flags[i], 0);
+    EXPECT_TRUE(UdpChecksumVerifies(rx.frames[i]));
+  }
+}
+
+TEST(TapDevice, OffloadDeliversPartialChecksumsMarkedTrusted) { UdpChecksumOffload(true); }
+
+TEST(TapDevice, WithoutOffloadChecksumsAreWholeAndUnclaimed) { UdpChecksumOffload(false); }
+
 // How the frames are read in the tests below.
 enum class ReadPath { kMultishot, kSingleShot, kFallback };
 
@@ -319,8 +431,9 @@ void ReadQueuedFrames(ReadPath path, unsigned buffers, int count) {
 // UDP send in the link) as it gets them.
 struct QueuingCollector : Collector {
   Ring* ring = nullptr;
-  void OnFrames(std::span<const std::span<const uint8_t>> fs) override {
-    Collector::OnFrames(fs);
+  void OnFrames(std::span<const std::span<const uint8_t>> fs,
+                std::span<const uint8_t> fl) override {
+    Collector::OnFrames(fs, fl);
     io_uring_prep_nop(ring->GetSqe());
   }
 };
