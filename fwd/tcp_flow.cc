@@ -201,6 +201,7 @@ void TcpFlows::HandleCompletion(const io_uring_cqe& cqe, UserData ud) {
 void TcpFlows::NoteInEvents(Dir* D, unsigned revents) {
   if (revents & POLLRDHUP) D->fin_seen = true;
   if (revents & (POLLHUP | POLLERR | POLLPRI)) D->odd_seen = true;
+  if (revents & (POLLHUP | POLLERR)) D->err_seen = true;
 }
 
 TcpFlows::Step TcpFlows::Copy(uint32_t index, int d) {
@@ -225,7 +226,7 @@ TcpFlows::Step TcpFlows::Copy(uint32_t index, int d) {
   }
   bool fin = false;
   bool drained = false;  // a read found the socket empty
-  if (n < kScratch && inq == 0) {
+  if (n < kScratch && inq == 0 && !D.err_seen) {
     drained = true;  // nothing behind: no data, no urgent byte, no FIN
   } else if (n < kScratch && D.fin_seen && !D.odd_seen) {
     // A short read after the poll saw a plain FIN: every byte before the FIN

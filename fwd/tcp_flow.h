@@ -98,9 +98,13 @@ class TcpFlows {
     // From the source's poll: fin_seen once it reported a FIN (POLLRDHUP),
     // odd_seen once it reported a hang-up, an error or urgent data. Either
     // way the source is read until EAGAIN or EOF; after a plain FIN a short
-    // read has reached the FIN (every byte before it was queued).
+    // read has reached the FIN (every byte before it was queued). err_seen
+    // once it reported an error or hang-up: a read that empties the queue
+    // has not yet read the error (a reset behind the last bytes), and the
+    // poll will not report it again.
     bool fin_seen = false;
     bool odd_seen = false;
+    bool err_seen = false;
     bool bulk = false;  // moving by splice; else copying via scratch_
   };
   struct Flow {

@@ -1,5 +1,7 @@
 // TCP through the forwarder: bytes intact both ways at several sizes, many
 // transfers at once, half-close, resets, and a backend that is not there.
+#include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
 
 #include <cstring>
@@ -262,6 +264,41 @@ TEST_F(TcpTest, ClientResetReachesServer) {
     std::this_thread::yield();
   EXPECT_EQ(server_err.load(), ECONNRESET)
       << "got " << (server_err.load() > 0 ? std::strerror(server_err.load()) : "a clean EOF");
+}
+
+// The client's last bytes and its reset reach the forwarder together (it is
+// stopped while they arrive, so one wake-up reports both): the server gets
+// the bytes, then the reset, not a connection left open.
+TEST_F(TcpTest, ResetRightBehindDataReachesServer) {
+  std::atomic<int> server_err{-1};
+  TcpServer server(TcpListen(*target_, Back()), [&](Fd conn) {
+    std::string got;
+    if (RecvExact(conn.get(), 5, &got, In(5000 * Slowdown())) != 0) return;
+    SendAll(conn.get(), got, In(2000));  // the flow is open both ways
+    got.clear();
+    server_err = RecvToEof(conn.get(), &got, In(5000 * Slowdown()));
+  });
+  auto d = StartForwarder({"-t", "8080:80"});
+  ASSERT_TRUE(d);
+  Fd c = Connect();
+  ASSERT_TRUE(c);
+  ASSERT_EQ(SendAll(c.get(), "hello", In(2000)), 0);
+  std::string echo;
+  ASSERT_EQ(RecvExact(c.get(), 5, &echo, In(5000 * Slowdown())), 0);
+  ASSERT_EQ(kill(d->pid(), SIGSTOP), 0);
+  ASSERT_EQ(SendAll(c.get(), "tail", In(2000)), 0);
+  linger lg{1, 0};
+  setsockopt(c.get(), SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+  c.Reset();
+  poll(nullptr, 0, 50);  // both in the forwarder's socket
+  ASSERT_EQ(kill(d->pid(), SIGCONT), 0);
+  for (Deadline dl = In(6000 * Slowdown()); server_err.load() == -1 && Clock::now() < dl;)
+    std::this_thread::yield();
+  EXPECT_EQ(server_err.load(), ECONNRESET)
+      << "got " << (server_err.load() > 0 ? std::strerror(server_err.load()) : "a clean EOF");
+  // The bytes before a reset may or may not reach the server (a reset
+  // discards what the server's socket holds unread), so only the reset is
+  // asserted.
 }
 
 // Nothing listens on the target port: the client's connection is closed or
