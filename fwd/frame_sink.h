@@ -35,6 +35,23 @@ class FrameSink {
     (void)csum_offset;
     Commit(len);
   }
+
+  // The largest frame CommitSegmented() takes; 0 if it cannot be used.
+  virtual size_t MaxSegmentedFrame() const { return 0; }
+  // CommitPartial() for a TCP frame longer than the MTU, which the receiver
+  // takes as segments of `mss` payload bytes each (a tap with segmentation
+  // offload: the guest's kernel receives it as one large segment, as from a
+  // virtio-net device with guest TSO). `hdr_len` is the length of the
+  // Ethernet, IP and TCP headers; the TCP checksum starts at `csum_start`.
+  // Only where MaxSegmentedFrame() is at least `len`.
+  virtual void CommitSegmented(size_t len, uint16_t csum_start, uint16_t hdr_len, uint16_t mss,
+                               bool v6) {
+    (void)csum_start;
+    (void)hdr_len;
+    (void)mss;
+    (void)v6;
+    Commit(len);
+  }
 };
 
 }  // namespace ringfwd

@@ -94,9 +94,10 @@ struct TapTcpStats {
   uint64_t syn_dropped = 0;     // table full or no socket
   uint64_t syn_absorbed = 0;    // guest SYN retries while connecting
   uint64_t segments_in = 0;
-  uint64_t segments_out = 0;
-  uint64_t bytes_in = 0;   // guest -> socket, written
-  uint64_t bytes_out = 0;  // socket -> guest, acknowledged by the guest
+  uint64_t segments_out = 0;   // frames, each one segment or (segmented_out) many
+  uint64_t segmented_out = 0;  // frames the link cuts into segments (offload)
+  uint64_t bytes_in = 0;       // guest -> socket, written
+  uint64_t bytes_out = 0;      // socket -> guest, acknowledged by the guest
   uint64_t bad_checksum = 0;
   uint64_t invalid = 0;       // bad flags, ACK of unsent data, SYN on no flow with ACK...
   uint64_t duplicate = 0;     // guest data already taken

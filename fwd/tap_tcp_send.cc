@@ -80,16 +80,24 @@ void TapTcp::Send(uint32_t idx, int64_t now_ns) {
   // tap with virtio-net headers): the payload is summed by neither side.
   const bool partial = sink_->PartialChecksums();
   const uint16_t csum_start = static_cast<uint16_t>(TcpChecksumStart(v4));
+  // A link with segmentation offload takes frames of many segments, which
+  // the guest's kernel receives whole: `frame_pay` payload bytes per frame,
+  // a multiple of the segment's (the IP length field bounds the frame).
+  size_t frame_pay = pay;
+  if (size_t max_seg = sink_->MaxSegmentedFrame(); partial && max_seg) {
+    size_t max_frame = std::min(max_seg, kEthHeaderLen + 65535 + (v4 ? 0 : kIpv6HeaderLen));
+    if (max_frame >= hdr + 2 * pay) frame_pay = (max_frame - hdr) / pay * pay;
+  }
   // Segments under kBatchedSegment are peeked many at a time into scratch
   // and copied into their frames: one system call, and one walk of the
   // receive queue to the peek offset, per 64 KiB instead of per segment.
   // Bigger ones are peeked straight into their frame.
   Scratch& s = *scratch_;
-  const bool batched = pay < kBatchedSegment;
+  const bool batched = frame_pay < kBatchedSegment;
   size_t chunk_len = 0, chunk_off = 0;  // batched: peeked, not yet framed
   bool chunk_short = false;             // the last batch came up short
   while (SeqLt(f.snd_nxt, wnd_end)) {
-    size_t seg = std::min<size_t>(pay, wnd_end - f.snd_nxt);
+    size_t seg = std::min<size_t>(frame_pay, wnd_end - f.snd_nxt);
     std::span<uint8_t> buf = sink_->Reserve(hdr + seg);
     if (buf.empty()) {
       stats_.sink_full++;
@@ -149,10 +157,15 @@ void TapTcp::Send(uint32_t idx, int64_t now_ns) {
     h.window = window;
     h.options = std::span<const uint8_t>(opts, opt_len);
     size_t len = FinishTcpFrame(buf, a, h, n, partial);
-    if (partial && len)
+    if (partial && len && static_cast<size_t>(n) > pay) {
+      sink_->CommitSegmented(len, csum_start, static_cast<uint16_t>(hdr),
+                             static_cast<uint16_t>(pay), !v4);
+      stats_.segmented_out++;
+    } else if (partial && len) {
       sink_->CommitPartial(len, csum_start, 16);
-    else
+    } else {
       sink_->Commit(len);
+    }
     if (!len) break;
     stats_.segments_out++;
     if (f.probe && !f.guest_wnd) stats_.probes++;

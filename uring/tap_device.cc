@@ -71,7 +71,8 @@ TapDevice::TapDevice(Ring* ring, Fd tap, FrameReceiver* rx, size_t mtu, FrameSou
       vnet_(VnetHeaderOf(tap_.get())),
       offload_(vnet_ && opts.offload && EnableOffload(tap_.get())),
       rslot_(vnet_ + (offload_ ? std::max(frame_size_, kMaxOffloadFrame) : frame_size_)),
-      wslot_(vnet_ + frame_size_),
+      wslot_(vnet_ + (offload_ ? std::max(frame_size_, kMaxOffloadFrame) : frame_size_)),
+      max_write_(wslot_ - vnet_),
       kinds_(kinds),
       nreads_(std::max(1u, opts.buffers)),
       nwrites_(opts.write_slots),
@@ -308,7 +309,7 @@ std::span<uint8_t> TapDevice::Reserve(size_t max_len) {
     free_writes_.push_back(reserved_);  // an uncommitted reservation is abandoned
     reserved_ = UINT32_MAX;
   }
-  if (max_len > frame_size_ || free_writes_.empty()) {
+  if (max_len > max_write_ || free_writes_.empty()) {
     stats_.out_dropped++;
     return {};
   }
@@ -326,6 +327,18 @@ void TapDevice::CommitPartial(size_t len, uint16_t csum_start, uint16_t csum_off
     h.csum_start = csum_start;  // the tap's default: native byte order
     h.csum_offset = csum_offset;
   }
+  CommitWith(len, h);
+}
+
+void TapDevice::CommitSegmented(size_t len, uint16_t csum_start, uint16_t hdr_len, uint16_t mss,
+                                bool v6) {
+  VnetHeader h;
+  h.flags = kVnetNeedsCsum;
+  h.gso_type = v6 ? kVnetGsoTcpV6 : kVnetGsoTcpV4;
+  h.hdr_len = hdr_len;
+  h.gso_size = mss;
+  h.csum_start = csum_start;
+  h.csum_offset = 16;  // the TCP checksum field
   CommitWith(len, h);
 }
 

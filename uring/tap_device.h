@@ -53,7 +53,11 @@
 // partial. A frame whose header says NEEDS_CSUM or DATA_VALID is delivered
 // with kFrameChecksumTrusted: it came from the guest's own stack, so its
 // checksum is not ours to check (and a partial one would fail the check).
-// Receive buffers are then sized for the largest such frame.
+// The other way, CommitSegmented() sends the guest one TCP frame of up to
+// 64 KiB with the header's GSO fields set, which its kernel takes whole, as
+// a virtio-net driver would a large receive: one frame, one write and one
+// pass through its stack where there would be dozens at MTU 1500. Buffers
+// are then sized for the largest such frame.
 #pragma once
 
 #include <memory>
@@ -111,6 +115,8 @@ struct VnetHeader {
 static_assert(sizeof(VnetHeader) == 10);
 inline constexpr uint8_t kVnetNeedsCsum = 1;  // VIRTIO_NET_HDR_F_NEEDS_CSUM
 inline constexpr uint8_t kVnetDataValid = 2;  // VIRTIO_NET_HDR_F_DATA_VALID
+inline constexpr uint8_t kVnetGsoTcpV4 = 1;   // VIRTIO_NET_HDR_GSO_TCPV4
+inline constexpr uint8_t kVnetGsoTcpV6 = 4;   // VIRTIO_NET_HDR_GSO_TCPV6
 
 class TapDevice : public FrameSource {
  public:
@@ -147,6 +153,9 @@ class TapDevice : public FrameSource {
   void Commit(size_t len) override;
   bool PartialChecksums() const override { return vnet_ != 0; }
   void CommitPartial(size_t len, uint16_t csum_start, uint16_t csum_offset) override;
+  size_t MaxSegmentedFrame() const override { return offload_ ? kMaxOffloadFrame : 0; }
+  void CommitSegmented(size_t len, uint16_t csum_start, uint16_t hdr_len, uint16_t mss,
+                       bool v6) override;
   // The virtio-net header before each frame on this tap (0: none).
   size_t vnet_header() const { return vnet_; }
   // Whether the guest's kernel may send us offloaded frames (TUNSETOFFLOAD
@@ -182,10 +191,11 @@ class TapDevice : public FrameSource {
   Fd tap_;
   FrameReceiver* rx_;
   size_t frame_size_;
-  size_t vnet_;   // virtio-net header length (IFF_VNET_HDR), else 0
-  bool offload_;  // TUNSETOFFLOAD took checksum and segmentation offload
-  size_t rslot_;  // receive buffer size: vnet_ + the largest frame read
-  size_t wslot_;  // send buffer size: vnet_ + frame_size_
+  size_t vnet_;       // virtio-net header length (IFF_VNET_HDR), else 0
+  bool offload_;      // TUNSETOFFLOAD took checksum and segmentation offload
+  size_t rslot_;      // receive buffer size: vnet_ + the largest frame read
+  size_t wslot_;      // send buffer size: vnet_ + the largest frame written
+  size_t max_write_;  // the largest frame Reserve() gives
   FrameSourceKinds kinds_;
   unsigned nreads_;  // receive buffers
   unsigned nwrites_;

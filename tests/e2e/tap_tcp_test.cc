@@ -17,6 +17,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <regex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -84,16 +85,28 @@ bool LogShows(Daemon& d, const std::string& needle, int ms) {
   return false;
 }
 
-// The number of frames the daemon read longer than the MTU (the guest's
-// kernel segmentation offload), from its counters (SIGUSR1); -1 if they do
-// not show within 3 s.
-long OffloadedFramesIn(Daemon& d) {
-  const std::string key = " offloaded), ";
-  if (!LogShows(d, key, 3000)) return -1;
+// The last value the daemon's counters (SIGUSR1) show for `pattern`, whose
+// first group is the number; -1 if they do not show within 3 s.
+long LastCounter(Daemon& d, const std::string& needle, const std::regex& pattern) {
+  if (!LogShows(d, needle, 3000)) return -1;
   std::string log = d.Log();
-  size_t end = log.rfind(key);
-  size_t start = log.rfind('(', end);
-  return start == std::string::npos ? -1 : std::atol(log.c_str() + start + 1);
+  long value = -1;
+  for (std::sregex_iterator it(log.begin(), log.end(), pattern), end; it != end; ++it)
+    value = std::atol((*it)[1].str().c_str());
+  return value;
+}
+
+// Frames the daemon read longer than the MTU (the guest's kernel
+// segmentation offload).
+long OffloadedFramesIn(Daemon& d) {
+  return LastCounter(d, " offloaded), ", std::regex(R"(frames in \((\d+) offloaded\))"));
+}
+
+// TCP frames the daemon wrote to the guest as many segments each (the tap's
+// segmentation offload toward the guest).
+long OffloadedFramesOut(Daemon& d) {
+  return LastCounter(d, " offloaded), retransmits",
+                     std::regex(R"(\((\d+) offloaded\), retransmits)"));
 }
 
 // The daemon exits cleanly (under the sanitizers: no leak, no error report).
@@ -123,13 +136,21 @@ TEST_F(TapTest, TcpGuestToOutsideBothFamilies) {
 
 TEST_F(TapTest, TcpAtMtu1500) {
   TcpServer s4(TcpListen(*outside_, Addr::Of(kOutside4, 8080)), TransferHandler);
+  TcpServer s6(TcpListen(*outside_, Addr::Of(kOutside6, 8080)), TransferHandler);
   auto d = StartTap({"--mtu", "1500"});
   ASSERT_TRUE(d);
   Upload(*target_, Addr::Of(kOutside4, 8080), 11, 16 << 20);
   // The guest's kernel handed over segments longer than the MTU (TSO over
   // the tap's virtio-net header), and they arrived whole.
   EXPECT_GT(OffloadedFramesIn(*d), 0) << d->Log();
+  // And the other way, the guest's kernel took frames of many segments
+  // (GSO over the same header) as one large receive.
   Download(*target_, Addr::Of(kOutside4, 8080), 12, 16 << 20);
+  long out4 = OffloadedFramesOut(*d);
+  EXPECT_GT(out4, 0) << d->Log();
+  Upload(*target_, Addr::Of(kOutside6, 8080), 13, 4 << 20);
+  Download(*target_, Addr::Of(kOutside6, 8080), 14, 16 << 20);
+  EXPECT_GT(OffloadedFramesOut(*d), out4) << d->Log();
   ExpectNoChecksumErrors(*target_);
 }
 
