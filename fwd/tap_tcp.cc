@@ -606,6 +606,8 @@ bool TapTcp::TakeAck(uint32_t idx, const FrameView& v, int64_t now_ns) {
         Abort(idx, true, true);
         return false;
       }
+      // The kernel's offset stops at the new head if it was behind it.
+      if (uint32_t head = f.snd_una + data_acked; SeqLt(f.peek_seq, head)) f.peek_seq = head;
       stats_.bytes_out += data_acked;
     }
     if (f.fin_ever && SeqGt(ack, f.fin_seq)) {

@@ -211,8 +211,9 @@ class TapTcp {
   // sent in *notsent if not null.
   int64_t Space(uint32_t idx, int64_t* notsent);
   // The window field to advertise (and records its right edge); with
-  // `hold`, the edge already advertised, not moved.
-  uint16_t Window(uint32_t idx, bool hold = false);
+  // `hold`, the edge already advertised, not moved. With `now_ns` (Send()),
+  // the space measured last may stand in for Space() (Flow::space_cache).
+  uint16_t Window(uint32_t idx, bool hold = false, int64_t now_ns = -1);
   // POLLOUT, and the timer's check until then, for a window update.
   void ArmOut(uint32_t idx);
   // Sends a window update if the window grew since it was last advertised.

@@ -42,6 +42,19 @@ struct TapTcp::Flow {
   bool rdhup = false;  // the socket's poll reported the peer's FIN (or a hang-up)
   // Space() of the batch just written, for the ACK that follows (-1: none).
   int64_t space_hint = -1;
+  // The last Space() measured, while nothing was written to the socket since
+  // (rcv_nxt still space_rcv) and for kSpaceCacheNs: Send() reuses it. The
+  // space only grows while nothing is written, so the window it gives is
+  // never more than the socket takes.
+  int64_t space_cache = -1;
+  uint32_t space_rcv = 0;
+  int64_t space_at = 0;
+  // The sequence number at the kernel's peek offset (snd_una + SO_PEEK_OFF),
+  // when peek_known: a peek moves it on by what it returned, discarding
+  // acknowledged bytes leaves it in place (the kernel moves the offset back
+  // with them). Send() sets the offset only when it is not at snd_nxt.
+  uint32_t peek_seq = 0;
+  bool peek_known = false;
   bool fin_sent = false;  // our FIN is in snd_nxt
   bool fin_ever = false;  // fin_seq is set
   bool fin_acked = false;

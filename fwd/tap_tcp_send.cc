@@ -25,6 +25,9 @@ constexpr int kMaxUpdates = 8;                    // repeats of a window update
 constexpr int64_t kUpdateRepeatNs = 200'000'000;  // between them
 // Segments smaller than this are peeked in batches (Send()).
 constexpr size_t kBatchedSegment = 16384;
+// How long Send() reuses the send buffer space it measured while nothing is
+// written to the socket (Flow::space_cache).
+constexpr int64_t kSpaceCacheNs = 2'000'000;
 
 // The timestamp clock (RFC 7323): milliseconds, from the coarse monotonic
 // clock (no system call).
@@ -69,13 +72,17 @@ void TapTcp::Send(uint32_t idx, int64_t now_ns) {
     return;
   }
   if (f.dry) return;
-  int off = static_cast<int>(f.snd_nxt - f.snd_una);
-  if (setsockopt(f.sock.get(), SOL_SOCKET, SO_PEEK_OFF, &off, sizeof(off)) < 0) {
-    Abort(idx, true, true);
-    return;
+  if (!f.peek_known || f.peek_seq != f.snd_nxt) {
+    int off = static_cast<int>(f.snd_nxt - f.snd_una);
+    if (setsockopt(f.sock.get(), SOL_SOCKET, SO_PEEK_OFF, &off, sizeof(off)) < 0) {
+      Abort(idx, true, true);
+      return;
+    }
+    f.peek_seq = f.snd_nxt;
+    f.peek_known = true;
   }
   FrameAddrs a = AddrsOf(f.key);
-  uint16_t window = Window(idx);  // rcv_nxt stays put while we send
+  uint16_t window = Window(idx, false, now_ns);  // rcv_nxt stays put while we send
   // The guest's kernel completes the checksum when the link can say so (a
   // tap with virtio-net headers): the payload is summed by neither side.
   const bool partial = sink_->PartialChecksums();
@@ -111,6 +118,7 @@ void TapTcp::Send(uint32_t idx, int64_t now_ns) {
       size_t want = batched ? std::min<size_t>(Scratch::kPeek, wnd_end - f.snd_nxt) : seg;
       uint8_t* to = batched ? s.peek : buf.data() + hdr;
       n = recv(f.sock.get(), to, want, MSG_PEEK | MSG_DONTWAIT);
+      if (n > 0) f.peek_seq += static_cast<uint32_t>(n);
       if (batched && n > 0) {
         chunk_len = static_cast<size_t>(n);
         chunk_off = 0;
@@ -202,6 +210,7 @@ void TapTcp::ResendHead(uint32_t idx) {
   size_t pay = f.mss > opt_len + 8 ? f.mss - opt_len : 8;
   size_t seg = std::min<size_t>(pay, data_end - f.snd_una);
   int zero = 0;
+  f.peek_known = false;
   if (setsockopt(f.sock.get(), SOL_SOCKET, SO_PEEK_OFF, &zero, sizeof(zero)) < 0) return;
   std::span<uint8_t> buf = sink_->Reserve(hdr + seg);
   if (buf.empty()) {
@@ -209,6 +218,8 @@ void TapTcp::ResendHead(uint32_t idx) {
     return;  // the timer resends
   }
   ssize_t n = recv(f.sock.get(), buf.data() + hdr, seg, MSG_PEEK | MSG_DONTWAIT);
+  f.peek_seq = f.snd_una + static_cast<uint32_t>(std::max<ssize_t>(n, 0));
+  f.peek_known = true;
   if (n <= 0) {
     sink_->Commit(0);
     return;
@@ -321,10 +332,22 @@ int64_t TapTcp::Space(uint32_t idx, int64_t* notsent_out) {
   return std::max<int64_t>(0, std::min(sndbuf / 2 - notsent, (sndbuf - queued) * 3 / 4));
 }
 
-uint16_t TapTcp::Window(uint32_t idx, bool hold) {
+uint16_t TapTcp::Window(uint32_t idx, bool hold, int64_t now_ns) {
   Flow& f = flows_[idx];
   int64_t space = 0;
-  if (!f.guest_fin && !hold) space = f.space_hint >= 0 ? f.space_hint : Space(idx, nullptr);
+  if (!f.guest_fin && !hold) {
+    if (now_ns >= 0 && f.space_hint < 0 && f.space_cache >= 0 && f.space_rcv == f.rcv_nxt &&
+        now_ns - f.space_at < kSpaceCacheNs) {
+      space = f.space_cache;  // nothing written since: no system calls
+    } else {
+      space = f.space_hint >= 0 ? f.space_hint : Space(idx, nullptr);
+      if (now_ns >= 0) {
+        f.space_cache = space;
+        f.space_rcv = f.rcv_nxt;
+        f.space_at = now_ns;
+      }
+    }
+  }
   f.space_hint = -1;
   uint64_t need = SeqGt(f.rcv_adv, f.rcv_nxt) ? f.rcv_adv - f.rcv_nxt : 0;
   uint64_t wnd = std::max<uint64_t>(static_cast<uint64_t>(space), need);
