@@ -242,6 +242,21 @@ TEST_F(TcpTest, ServerResetReachesClient) {
   EXPECT_EQ(got, "");
 }
 
+// Closes `c` with a reset (SO_LINGER 0).
+void ResetNow(Fd* c) {
+  linger lg{1, 0};
+  setsockopt(c->get(), SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+  c->Reset();
+}
+
+// The server's read (`server_err`: -1 until it returns) ends in ECONNRESET.
+void ExpectResetSeen(const std::atomic<int>& server_err) {
+  for (Deadline dl = In(6000 * Slowdown()); server_err.load() == -1 && Clock::now() < dl;)
+    std::this_thread::yield();
+  EXPECT_EQ(server_err.load(), ECONNRESET)
+      << "got " << (server_err.load() > 0 ? std::strerror(server_err.load()) : "a clean EOF");
+}
+
 // The client resets: the server's read fails with ECONNRESET.
 TEST_F(TcpTest, ClientResetReachesServer) {
   std::atomic<int> server_err{-1};
@@ -257,18 +272,13 @@ TEST_F(TcpTest, ClientResetReachesServer) {
   for (Deadline dl = In(5000 * Slowdown()); server.accepted() == 0 && Clock::now() < dl;)
     std::this_thread::yield();
   ASSERT_EQ(server.accepted(), 1);
-  linger lg{1, 0};
-  setsockopt(c.get(), SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-  c.Reset();
-  for (Deadline dl = In(6000 * Slowdown()); server_err.load() == -1 && Clock::now() < dl;)
-    std::this_thread::yield();
-  EXPECT_EQ(server_err.load(), ECONNRESET)
-      << "got " << (server_err.load() > 0 ? std::strerror(server_err.load()) : "a clean EOF");
+  ResetNow(&c);
+  ExpectResetSeen(server_err);
 }
 
 // The client's last bytes and its reset reach the forwarder together (it is
-// stopped while they arrive, so one wake-up reports both): the server gets
-// the bytes, then the reset, not a connection left open.
+// stopped while they arrive, so one wake-up reports both): the reset still
+// reaches the server, which is not left with a connection open.
 TEST_F(TcpTest, ResetRightBehindDataReachesServer) {
   std::atomic<int> server_err{-1};
   TcpServer server(TcpListen(*target_, Back()), [&](Fd conn) {
@@ -286,19 +296,14 @@ TEST_F(TcpTest, ResetRightBehindDataReachesServer) {
   std::string echo;
   ASSERT_EQ(RecvExact(c.get(), 5, &echo, In(5000 * Slowdown())), 0);
   ASSERT_EQ(kill(d->pid(), SIGSTOP), 0);
-  ASSERT_EQ(SendAll(c.get(), "tail", In(2000)), 0);
-  linger lg{1, 0};
-  setsockopt(c.get(), SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-  c.Reset();
-  poll(nullptr, 0, 50);  // both in the forwarder's socket
-  ASSERT_EQ(kill(d->pid(), SIGCONT), 0);
-  for (Deadline dl = In(6000 * Slowdown()); server_err.load() == -1 && Clock::now() < dl;)
-    std::this_thread::yield();
-  EXPECT_EQ(server_err.load(), ECONNRESET)
-      << "got " << (server_err.load() > 0 ? std::strerror(server_err.load()) : "a clean EOF");
-  // The bytes before a reset may or may not reach the server (a reset
-  // discards what the server's socket holds unread), so only the reset is
-  // asserted.
+  int sent = SendAll(c.get(), "tail", In(2000));
+  ResetNow(&c);
+  poll(nullptr, 0, 50);                   // both in the forwarder's socket
+  ASSERT_EQ(kill(d->pid(), SIGCONT), 0);  // before any failure can leave it stopped
+  ASSERT_EQ(sent, 0);
+  ExpectResetSeen(server_err);
+  // (The bytes before a reset may or may not reach the server's reader: a
+  // reset discards what its socket holds unread.)
 }
 
 // Nothing listens on the target port: the client's connection is closed or
