@@ -1,5 +1,6 @@
 #include "fwd/link_fault.h"
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -29,14 +30,52 @@ absl::StatusOr<LinkFaultOptions> ParseLinkFault(const std::string& text) {
 }
 
 FaultSink::FaultSink(FrameSink* inner, const LinkFaultOptions& o, size_t max_frame)
-    : inner_(inner), filter_(o), held_(new uint8_t[max_frame]), max_frame_(max_frame) {}
+    : inner_(inner),
+      filter_(o),
+      max_frame_(std::max(max_frame, inner->MaxSegmentedFrame())),
+      held_(new uint8_t[max_frame_]) {}
 
 std::span<uint8_t> FaultSink::Reserve(size_t max_len) {
   last_ = inner_->Reserve(max_len);
   return last_;
 }
 
-void FaultSink::Commit(size_t len) {
+void FaultSink::Commit(size_t len) { Finish(len, Kind{}); }
+
+void FaultSink::CommitPartial(size_t len, uint16_t csum_start, uint16_t csum_offset) {
+  Kind k;
+  k.how = Kind::kPartial;
+  k.csum_start = csum_start;
+  k.csum_offset = csum_offset;
+  Finish(len, k);
+}
+
+void FaultSink::CommitSegmented(size_t len, uint16_t csum_start, uint16_t hdr_len, uint16_t mss,
+                                bool v6) {
+  Kind k;
+  k.how = Kind::kSegmented;
+  k.csum_start = csum_start;
+  k.hdr_len = hdr_len;
+  k.mss = mss;
+  k.v6 = v6;
+  Finish(len, k);
+}
+
+void FaultSink::Pass(size_t len, const Kind& k) {
+  switch (k.how) {
+    case Kind::kWhole:
+      inner_->Commit(len);
+      return;
+    case Kind::kPartial:
+      inner_->CommitPartial(len, k.csum_start, k.csum_offset);
+      return;
+    case Kind::kSegmented:
+      inner_->CommitSegmented(len, k.csum_start, k.hdr_len, k.mss, k.v6);
+      return;
+  }
+}
+
+void FaultSink::Finish(size_t len, const Kind& k) {
   if (!len) {
     inner_->Commit(0);
     return;
@@ -51,18 +90,23 @@ void FaultSink::Commit(size_t len) {
     filter_.reordered++;
     std::memcpy(held_.get(), last_.data(), len);
     held_len_ = len;
+    held_kind_ = k;
     inner_->Commit(0);
     return;
   }
-  inner_->Commit(len);
+  Pass(len, k);
   Release();
 }
 
 void FaultSink::Release() {
   if (!held_len_) return;
   std::span<uint8_t> buf = inner_->Reserve(held_len_);
-  if (!buf.empty()) std::memcpy(buf.data(), held_.get(), held_len_);
-  inner_->Commit(buf.empty() ? 0 : held_len_);
+  if (buf.empty()) {
+    inner_->Commit(0);
+  } else {
+    std::memcpy(buf.data(), held_.get(), held_len_);
+    Pass(held_len_, held_kind_);
+  }
   held_len_ = 0;
 }
 

@@ -48,22 +48,40 @@ class FaultFilter {
   uint64_t n_ = 0;
 };
 
-// Faults toward the guest, in front of `inner` (borrowed).
+// Faults toward the guest, in front of `inner` (borrowed). Frames keep the
+// kind they were committed as (whole, partial checksum, segmented), held
+// ones too, so the faults hit the frames the link would carry without them.
 class FaultSink : public FrameSink {
  public:
   FaultSink(FrameSink* inner, const LinkFaultOptions& o, size_t max_frame);
+
   std::span<uint8_t> Reserve(size_t max_len) override;
   void Commit(size_t len) override;
+  bool PartialChecksums() const override { return inner_->PartialChecksums(); }
+  void CommitPartial(size_t len, uint16_t csum_start, uint16_t csum_offset) override;
+  size_t MaxSegmentedFrame() const override { return inner_->MaxSegmentedFrame(); }
+  void CommitSegmented(size_t len, uint16_t csum_start, uint16_t hdr_len, uint16_t mss,
+                       bool v6) override;
   // Sends a held frame now (before a flush: nothing is held across one).
   void Release();
   const FaultFilter& filter() const { return filter_; }
 
  private:
+  // How a frame was committed, to commit it the same way to `inner_`.
+  struct Kind {
+    enum { kWhole, kPartial, kSegmented } how = kWhole;
+    uint16_t csum_start = 0, csum_offset = 0, hdr_len = 0, mss = 0;
+    bool v6 = false;
+  };
+  void Finish(size_t len, const Kind& k);
+  void Pass(size_t len, const Kind& k);
+
   FrameSink* inner_;
   FaultFilter filter_;
+  size_t max_frame_;  // the largest frame held
   std::unique_ptr<uint8_t[]> held_;
-  size_t max_frame_;
   size_t held_len_ = 0;
+  Kind held_kind_;
   std::span<uint8_t> last_;
 };
 
