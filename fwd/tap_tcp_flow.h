@@ -44,8 +44,10 @@ struct TapTcp::Flow {
   int64_t space_hint = -1;
   // The last Space() measured, while nothing was written to the socket since
   // (rcv_nxt still space_rcv) and for kSpaceCacheNs: Send() reuses it. The
-  // space only grows while nothing is written, so the window it gives is
-  // never more than the socket takes.
+  // space grows while nothing is written, as the peer acknowledges; it can
+  // shrink only by the kernel's own doing (memory pressure trimming the
+  // buffer), and then a window that was too large for those 2 ms ends in a
+  // short write, counted as lost and resent by the guest.
   int64_t space_cache = -1;
   uint32_t space_rcv = 0;
   int64_t space_at = 0;

@@ -82,7 +82,10 @@ void TapTcp::Send(uint32_t idx, int64_t now_ns) {
     f.peek_known = true;
   }
   FrameAddrs a = AddrsOf(f.key);
-  uint16_t window = Window(idx, false, now_ns);  // rcv_nxt stays put while we send
+  // Window() records the edge it gives, so it is asked only once a frame is
+  // going out (an edge recorded but never sent would keep UpdateWindow()
+  // from telling the guest); rcv_nxt stays put while we send.
+  int window = -1;
   // The guest's kernel completes the checksum when the link can say so (a
   // tap with virtio-net headers): the payload is summed by neither side.
   const bool partial = sink_->PartialChecksums();
@@ -162,7 +165,8 @@ void TapTcp::Send(uint32_t idx, int64_t now_ns) {
     h.seq = f.snd_nxt;
     h.ack = f.rcv_nxt;
     h.flags = kTcpAck | (last ? kTcpPsh : 0);
-    h.window = window;
+    if (window < 0) window = Window(idx, false, now_ns);
+    h.window = static_cast<uint16_t>(window);
     h.options = std::span<const uint8_t>(opts, opt_len);
     size_t len = FinishTcpFrame(buf, a, h, n, partial);
     if (partial && len && static_cast<size_t>(n) > pay) {

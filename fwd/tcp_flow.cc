@@ -241,6 +241,11 @@ TcpFlows::Step TcpFlows::Copy(uint32_t index, int d) {
     } else if (errno == EAGAIN) {
       drained = true;
     } else if (errno != EINTR) {
+      // A reset behind the bytes: they go first, as the peer would have
+      // read them from a direct connection (best effort: the socket is
+      // non-blocking and about to be reset).
+      ssize_t m = send(out, scratch_, n, MSG_NOSIGNAL);
+      if (m > 0) stats_.bytes += m;
       Close(index, true);
       return Step::kGone;
     }

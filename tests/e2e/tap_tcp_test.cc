@@ -314,9 +314,10 @@ TEST_F(TapTest, TcpTenThousandSequentialConnectionsLeakNothing) {
 // `conns` transfers of `len` bytes each between the guest and `to`, half
 // each way, at once, through a link that drops and reorders frames (the
 // daemon `d` runs with --tap-fault): every byte arrives, in order, within a
-// minute; the faults hit both directions and the translator recovered.
+// minute; the faults hit both directions (more than `min_drops` frames each)
+// and the translator recovered.
 void TransfersThroughFaults(const TempNetns& guest, Daemon& d, const Addr& to, int conns,
-                            uint64_t len) {
+                            uint64_t len, unsigned long min_drops) {
   std::vector<std::thread> threads;
   auto start = std::chrono::steady_clock::now();
   std::vector<int64_t> ms(conns);
@@ -347,8 +348,8 @@ void TransfersThroughFaults(const TempNetns& guest, Daemon& d, const Addr& to, i
   size_t r = log.rfind("retransmits ");
   ASSERT_NE(r, std::string::npos);
   ASSERT_EQ(std::sscanf(log.c_str() + r, "retransmits %lu+%lu", &rtx, &fast), 2);
-  EXPECT_GT(in_drop, 20u);
-  EXPECT_GT(out_drop, 20u);
+  EXPECT_GT(in_drop, min_drops);
+  EXPECT_GT(out_drop, min_drops);
   EXPECT_GT(rtx + fast, 0u);
   std::printf(
       "faults: %lu dropped from the guest, %lu toward it; %lu timeouts, %lu fast "
@@ -362,18 +363,18 @@ TEST_F(TapTest, TcpTwentyParallelWithDropAndReorder) {
   // 1% of the frames dropped and 1% reordered, both ways on the link.
   auto d = StartTap({"--tap-fault", "drop=100,reorder=97"});
   ASSERT_TRUE(d);
-  TransfersThroughFaults(*target_, *d, Addr::Of(kOutside4, 8081), 20, 8 << 20);
+  TransfersThroughFaults(*target_, *d, Addr::Of(kOutside4, 8081), 20, 8 << 20, 20);
   ExpectCleanExit(*d);
 }
 
-// The same at MTU 1500, where frames toward the guest carry many segments
-// each (segmentation offload): a lost or late one costs dozens of segments,
-// resent from the socket.
+// The same at MTU 1500, where frames both ways carry many segments each
+// (segmentation offload): a lost or late one costs dozens of segments. There
+// are fewer frames (about 1200 each way for 64 MiB), so fewer are dropped.
 TEST_F(TapTest, TcpAtMtu1500WithDropAndReorder) {
   TcpServer s4(TcpListen(*outside_, Addr::Of(kOutside4, 8081)), TransferHandler);
   auto d = StartTap({"--mtu", "1500", "--tap-fault", "drop=100,reorder=97"});
   ASSERT_TRUE(d);
-  TransfersThroughFaults(*target_, *d, Addr::Of(kOutside4, 8081), 8, 8 << 20);
+  TransfersThroughFaults(*target_, *d, Addr::Of(kOutside4, 8081), 8, 8 << 20, 4);
   EXPECT_GT(OffloadedFramesOut(*d), 0) << d->Log();
   ExpectCleanExit(*d);
 }
