@@ -71,8 +71,7 @@ TapDevice::TapDevice(Ring* ring, Fd tap, FrameReceiver* rx, size_t mtu, FrameSou
       vnet_(VnetHeaderOf(tap_.get())),
       offload_(vnet_ && opts.offload && EnableOffload(tap_.get())),
       rslot_(vnet_ + (offload_ ? std::max(frame_size_, kMaxOffloadFrame) : frame_size_)),
-      wslot_(vnet_ + (offload_ ? std::max(frame_size_, kMaxOffloadFrame) : frame_size_)),
-      max_write_(wslot_ - vnet_),
+      wslot_(rslot_),  // the largest frame either way
       kinds_(kinds),
       nreads_(std::max(1u, opts.buffers)),
       nwrites_(opts.write_slots),
@@ -309,7 +308,7 @@ std::span<uint8_t> TapDevice::Reserve(size_t max_len) {
     free_writes_.push_back(reserved_);  // an uncommitted reservation is abandoned
     reserved_ = UINT32_MAX;
   }
-  if (max_len > max_write_ || free_writes_.empty()) {
+  if (max_len > wslot_ - vnet_ || free_writes_.empty()) {
     stats_.out_dropped++;
     return {};
   }

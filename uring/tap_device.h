@@ -191,11 +191,10 @@ class TapDevice : public FrameSource {
   Fd tap_;
   FrameReceiver* rx_;
   size_t frame_size_;
-  size_t vnet_;       // virtio-net header length (IFF_VNET_HDR), else 0
-  bool offload_;      // TUNSETOFFLOAD took checksum and segmentation offload
-  size_t rslot_;      // receive buffer size: vnet_ + the largest frame read
-  size_t wslot_;      // send buffer size: vnet_ + the largest frame written
-  size_t max_write_;  // the largest frame Reserve() gives
+  size_t vnet_;   // virtio-net header length (IFF_VNET_HDR), else 0
+  bool offload_;  // TUNSETOFFLOAD took checksum and segmentation offload
+  size_t rslot_;  // receive buffer size: vnet_ + the largest frame read
+  size_t wslot_;  // send buffer size: vnet_ + the largest frame written
   FrameSourceKinds kinds_;
   unsigned nreads_;  // receive buffers
   unsigned nwrites_;
