@@ -68,7 +68,8 @@ Forwarder::~Forwarder() {
 }
 
 absl::StatusOr<std::unique_ptr<Forwarder>> Forwarder::Create(const ForwarderOptions& opts) {
-  RINGFWD_ASSIGN_OR_RETURN(std::unique_ptr<Ring> ring, Ring::Create(opts.ring_entries));
+  RINGFWD_ASSIGN_OR_RETURN(std::unique_ptr<Ring> ring,
+                           Ring::Create(opts.ring_entries, opts.single_thread));
   std::unique_ptr<Forwarder> f(new Forwarder(opts, std::move(ring)));
   if (!opts.netns.empty()) {
     RINGFWD_ASSIGN_OR_RETURN(f->netns_, NetNs::Open(opts.netns));

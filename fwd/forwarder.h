@@ -50,6 +50,10 @@ struct ForwarderOptions {
   int udp_timeout_s = 180;
   size_t pipe_size = 1 << 20;
   unsigned ring_entries = 4096;
+  // The thread that calls Create() also runs Run() and destroys the
+  // forwarder (as ringfwd does): the ring keeps completion work for its
+  // waits (see Ring::Create). Other threads may still RunOnLoop() and Stop().
+  bool single_thread = false;
   int scan_interval_ms = 1000;
   // Threads that bind a swap's new host ports when there are thousands.
   size_t bind_threads = 2;

@@ -424,6 +424,7 @@ int Main(int argc, char** argv) {
     std::fprintf(stderr, "ringfwd: %s\n", std::string(ts.message()).c_str());
     return 1;
   }
+  a.fwd.single_thread = true;  // this thread creates, runs and destroys it
   absl::StatusOr<std::unique_ptr<Forwarder>> fwd = Forwarder::Create(a.fwd);
   if (!fwd.ok()) {
     std::fprintf(stderr, "ringfwd: %s\n", std::string(fwd.status().message()).c_str());

@@ -29,12 +29,22 @@ std::string ReadSysctl(const char* path) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Ring>> Ring::Create(unsigned entries) {
+absl::StatusOr<std::unique_ptr<Ring>> Ring::Create(unsigned entries, bool single_thread) {
   std::unique_ptr<Ring> r(new Ring());
   io_uring_params p{};
-  p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN;
-  p.cq_entries = entries * 4;
-  int ret = io_uring_queue_init_params(entries, &r->ring_, &p);
+  int ret = -EINVAL;
+  if (single_thread) {
+    p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL | IORING_SETUP_SINGLE_ISSUER |
+              IORING_SETUP_DEFER_TASKRUN;
+    p.cq_entries = entries * 4;
+    ret = io_uring_queue_init_params(entries, &r->ring_, &p);
+  }
+  if (ret == -EINVAL) {
+    p = io_uring_params{};
+    p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN;
+    p.cq_entries = entries * 4;
+    ret = io_uring_queue_init_params(entries, &r->ring_, &p);
+  }
   if (ret == -EINVAL) {
     // Older kernels lack some flags: try the plain setup.
     p = io_uring_params{};

@@ -24,7 +24,15 @@ class Ring {
   // that). Fails with a message naming the cause when io_uring is not
   // available: disabled by sysctl kernel.io_uring_disabled, blocked by a
   // seccomp filter or a container (EPERM/ENOSYS), or out of memory.
-  static absl::StatusOr<std::unique_ptr<Ring>> Create(unsigned entries);
+  //
+  // `single_thread`: the calling thread is the only one that will ever
+  // submit to or wait on the ring (creation, the loop and teardown all run
+  // on it). The kernel then keeps completion work (a ready socket's poll, a
+  // tap read) for the next wait instead of running it at the end of any
+  // system call (IORING_SETUP_DEFER_TASKRUN|SINGLE_ISSUER, Linux 6.1+): it
+  // is done in one batch, not between a send and the next. On older kernels
+  // the ring is set up as without it.
+  static absl::StatusOr<std::unique_ptr<Ring>> Create(unsigned entries, bool single_thread = false);
   ~Ring();
   Ring(const Ring&) = delete;
   Ring& operator=(const Ring&) = delete;
@@ -102,18 +110,29 @@ class Ring {
   // that completed meanwhile hands over a socket to close). Afterwards the
   // kernel holds no reference to any of our sockets, so closing one frees
   // its port at once. Returns false on timeout.
+  //
+  // The cancellation's own completion counts the requests it cancelled, and
+  // comes before theirs: a cancelled poll or accept ends in completion work
+  // that, on a single-thread ring, runs only in a wait. So the waits go on
+  // until that many requests have reported -ECANCELED, or a wait finds
+  // nothing left to do.
   template <typename Handler>
   bool CancelEverything(int timeout_ms, Handler&& handler) {
     PrepCancelAll();
     bool done = false;
+    int64_t cancelled = -1;  // as counted by the cancellation, once it completes
+    int64_t seen = 0;        // -ECANCELED completions so far
     const int64_t deadline = NowMs() + timeout_ms;
     while (!done && NowMs() < deadline) {
       int ret = RunOnce(10, [&](const io_uring_cqe& cqe) {
-        if (cqe.user_data == kCancelAllUserData)
-          done = true;
-        else
-          handler(cqe);
+        if (cqe.user_data == kCancelAllUserData) {
+          cancelled = cqe.res > 0 ? cqe.res : 0;
+          return;
+        }
+        if (cqe.res == -ECANCELED) seen++;
+        handler(cqe);
       });
+      if (cancelled >= 0 && (seen >= cancelled || ret == -ETIME)) done = true;
       if (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY) break;
     }
     return done;

@@ -189,5 +189,50 @@ TEST(Ring, CloseComesAfterTheQueuedSubmissionsThatNameTheSocket) {
   EXPECT_EQ(fcntl(lone_number, F_GETFD), -1);
 }
 
+// Teardown frees the ports at once, on either kind of ring: after
+// CancelEverything, closing a listener whose multishot accept was armed
+// lets the same port be bound again. (On a single-thread ring a cancelled
+// accept lets go of its socket only in completion work that runs in a
+// wait, after the cancellation itself has completed.)
+TEST(Ring, CancelEverythingLetsGoOfListeners) {
+  for (bool single_thread : {false, true}) {
+    SCOPED_TRACE(single_thread ? "single-thread ring" : "shared ring");
+    absl::StatusOr<std::unique_ptr<Ring>> ring = Ring::Create(64, single_thread);
+    ASSERT_TRUE(ring.ok()) << ring.status();
+    constexpr int kListeners = 3;
+    Fd listeners[kListeners];
+    sockaddr_in addrs[kListeners];
+    for (int i = 0; i < kListeners; i++) {
+      listeners[i] = Fd(socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+      ASSERT_TRUE(listeners[i]);
+      sockaddr_in& a = addrs[i];
+      a = sockaddr_in{};
+      a.sin_family = AF_INET;
+      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      socklen_t len = sizeof(a);
+      ASSERT_EQ(bind(listeners[i].get(), reinterpret_cast<sockaddr*>(&a), len), 0);
+      ASSERT_EQ(listen(listeners[i].get(), 16), 0);
+      ASSERT_EQ(getsockname(listeners[i].get(), reinterpret_cast<sockaddr*>(&a), &len), 0);
+      (*ring)->PrepMultishotAccept(listeners[i].get(), 100 + i);
+    }
+    // A completion not reaped yet (in the daemon, the wake-up that stopped
+    // its loop): the next wait then only submits, and runs no completion work.
+    io_uring_prep_nop((*ring)->GetSqe());
+    ASSERT_EQ((*ring)->Submit(), kListeners + 1);
+    int other = 0;
+    EXPECT_TRUE((*ring)->CancelEverything(2000, [&](const io_uring_cqe& cqe) {
+      if (cqe.res != -ECANCELED) other++;
+    }));
+    EXPECT_EQ(other, 1);  // the NOP
+    for (int i = 0; i < kListeners; i++) {
+      listeners[i].Reset();
+      Fd again(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+      ASSERT_TRUE(again);
+      EXPECT_EQ(bind(again.get(), reinterpret_cast<sockaddr*>(&addrs[i]), sizeof(addrs[i])), 0)
+          << "port " << ntohs(addrs[i].sin_port) << ": " << std::strerror(errno);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace ringfwd
