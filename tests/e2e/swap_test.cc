@@ -552,13 +552,14 @@ TEST_F(SwapTest, UndoneNarrowingRestoresTheWildcard) {
   EXPECT_EQ(ListenerInode(*host_, AF_INET, 5000), 0u);
 }
 
-// BUG (reported): a daemon that has exited (SIGTERM, status 0) can still
-// hold its listening sockets for a moment: its io_uring's armed accepts keep
-// references to them until the kernel's asynchronous ring teardown runs
-// (iou_exit), so an immediate restart in the same namespace fails with
-// "Address already in use" (seen in ~10% of restarts under load). The
-// daemon should cancel its accepts and reap them (or otherwise release the
-// sockets) before exiting.
+// Regression: a daemon that had exited (SIGTERM, status 0) could still hold
+// its listening sockets for a moment: its io_uring's armed accepts kept
+// references to them until the kernel's asynchronous ring teardown ran
+// (iou_exit), so an immediate restart in the same namespace failed with
+// "Address already in use" (~10% of restarts under load). The daemon now
+// cancels every request and reaps the cancelled ones before exiting; with
+// DEFER_TASKRUN (7e6e323) that reaping has to wait for their completions,
+// not just the cancellation's, or this fails every time.
 TEST_F(SwapTest, ExitReleasesPortsAtOnce) {
   for (int i = 0; i < 20; i++) {
     SCOPED_TRACE("run " + std::to_string(i));
