@@ -103,15 +103,22 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(Forwarder* fwd, const Serv
   if (listen(s->listen_.get(), 16) < 0) return ErrnoError(errno, "listen " + opts.path);
   s->stop_.Reset(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!s->stop_) return ErrnoError(errno, "eventfd");
-  s->thread_ = std::thread([p = s.get()] { p->ThreadMain(); });
+  s->thread_ = std::thread([p = s.get()] {
+    p->ThreadMain();
+    p->stopped_ = true;
+  });
   return s;
+}
+
+void Server::RequestStop() {
+  uint64_t one = 1;
+  ssize_t ignored = write(stop_.get(), &one, sizeof(one));
+  (void)ignored;
 }
 
 Server::~Server() {
   if (thread_.joinable()) {
-    uint64_t one = 1;
-    ssize_t ignored = write(stop_.get(), &one, sizeof(one));
-    (void)ignored;
+    RequestStop();
     thread_.join();
   }
   if (listen_ && unlink(opts_.path.c_str()) < 0 && errno != ENOENT)

@@ -19,6 +19,7 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <thread>
@@ -57,6 +58,13 @@ class Server {
   // socket file.
   ~Server();
 
+  // Asks the thread to stop without waiting for it; Stopped() says when it
+  // has. An update being applied still finishes first, through
+  // Forwarder::RunOnLoop(): a single-thread forwarder's own thread serves it
+  // meanwhile (Forwarder::ServeTasksUntil(Stopped)).
+  void RequestStop();
+  bool Stopped() const { return stopped_.load(); }
+
   // Handles one accepted connection to the end; exposed for tests.
   TransactionLog Serve(Fd conn);
 
@@ -69,6 +77,7 @@ class Server {
   ServerOptions opts_;
   Fd listen_;
   Fd stop_;
+  std::atomic<bool> stopped_{false};  // the thread has returned
   std::thread thread_;
 };
 

@@ -71,6 +71,7 @@ absl::StatusOr<std::unique_ptr<Forwarder>> Forwarder::Create(const ForwarderOpti
   RINGFWD_ASSIGN_OR_RETURN(std::unique_ptr<Ring> ring,
                            Ring::Create(opts.ring_entries, opts.single_thread));
   std::unique_ptr<Forwarder> f(new Forwarder(opts, std::move(ring)));
+  f->owner_ = std::this_thread::get_id();
   if (!opts.netns.empty()) {
     RINGFWD_ASSIGN_OR_RETURN(f->netns_, NetNs::Open(opts.netns));
   }
@@ -330,19 +331,19 @@ TableSet Forwarder::Tables() const {
 
 void Forwarder::RunOnLoop(const std::function<void()>& fn) {
   std::promise<void> done;
+  bool here;
   {
     std::lock_guard<std::mutex> lock(tasks_mu_);
-    if (loop_running_) {
-      tasks_.emplace_back(&fn, &done);
-    } else {
-      done.set_value();
-    }
+    // Without a loop, the caller is the only thread at work; but only the
+    // forwarder's own thread may touch a single-thread ring.
+    here = !loop_running_ && (!opts_.single_thread || std::this_thread::get_id() == owner_);
+    if (!here) tasks_.emplace_back(&fn, &done);
   }
-  auto fut = done.get_future();
-  if (fut.wait_for(std::chrono::seconds(0)) == std::future_status::ready) {
-    fn();  // the loop is not running: the caller is the only thread
+  if (here) {
+    fn();
     return;
   }
+  auto fut = done.get_future();
   uint64_t one = 1;
   ssize_t ignored = write(wake_.get(), &one, sizeof(one));
   (void)ignored;
@@ -366,6 +367,19 @@ void Forwarder::Stop() {
   uint64_t one = 1;
   ssize_t ignored = write(wake_.get(), &one, sizeof(one));
   (void)ignored;
+}
+
+void Forwarder::ServeTasksUntil(const std::function<bool()>& done) {
+  auto reap = [](const io_uring_cqe& cqe) {
+    if (UserData::Unpack(cqe.user_data).kind == kind::kAccept && cqe.res >= 0) Fd stale(cqe.res);
+  };
+  while (!done()) {
+    RunLoopTasks();
+    // A wait: the completion work of what the tasks submitted (a cancelled
+    // accept letting go of its socket) runs there on a single-thread ring.
+    ring_->RunOnce(10, reap);
+  }
+  RunLoopTasks();
 }
 
 absl::Status Forwarder::Run() {

@@ -26,6 +26,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -101,8 +102,20 @@ class Forwarder {
 
   // Runs `fn` on the loop thread between completions and waits for it: the
   // control submission through which table swaps reach the data plane. Runs
-  // `fn` on the caller's thread when the loop is not running. Thread-safe.
+  // `fn` on the caller's thread when the loop is not running, unless the
+  // forwarder is single_thread and the caller is not its thread: then `fn`
+  // waits for Run() or ServeTasksUntil() on that thread. Thread-safe.
   void RunOnLoop(const std::function<void()>& fn);
+
+  // For the forwarder's own thread while Run() is not running (before it,
+  // or after it returned): runs what other threads pass to RunOnLoop() and
+  // reaps the ring's completions (closing accepted sockets, forwarding
+  // nothing), until `done` returns true. A single_thread forwarder's control
+  // server is stopped this way, so a transaction in progress finishes.
+  void ServeTasksUntil(const std::function<bool()>& done);
+
+  // The data-plane ring; only from the forwarder's thread (or RunOnLoop()).
+  Ring* ring() { return ring_.get(); }
 
   // The keys of every open listener (armed or not). Thread-safe.
   std::vector<ListenerKey> ListenerKeys();
@@ -216,6 +229,7 @@ class Forwarder {
   mutable std::mutex tasks_mu_;
   std::vector<std::pair<const std::function<void()>*, std::promise<void>*>> tasks_;
   bool loop_running_ = false;     // guarded by tasks_mu_
+  std::thread::id owner_;         // the thread that created the forwarder
   mutable std::mutex tables_mu_;  // guards tables_ writes from the loop vs Tables()
 };
 

@@ -453,6 +453,16 @@ int Main(int argc, char** argv) {
     control = std::move(*cs);
     LOG_INFO("control socket %s", a.control.path);
   }
+  // Stops the control server. A transaction in progress reaches the data
+  // plane through RunOnLoop(), which only this thread may serve (the ring
+  // is single-thread), so this thread serves it until the server's thread
+  // has ended. (No helper thread: seccomp may forbid creating one.)
+  auto stop_control = [&] {
+    if (!control) return;
+    control->RequestStop();
+    (*fwd)->ServeTasksUntil([&] { return control->Stopped(); });
+    control.reset();
+  };
 
   if (!a.runas.empty()) {
     absl::StatusOr<RunAs> who = ParseRunAs(a.runas);
@@ -464,6 +474,7 @@ int Main(int argc, char** argv) {
     absl::Status dropped = who.ok() ? DropPrivileges(*who) : who.status();
     if (!dropped.ok()) {
       LOG_ERR("%s", dropped.message());
+      stop_control();
       return 1;
     }
     LOG_INFO("running as uid %d gid %d", who->uid, who->gid);
@@ -472,6 +483,7 @@ int Main(int argc, char** argv) {
     absl::Status sc = InstallSeccomp();
     if (!sc.ok()) {
       LOG_ERR("%s", sc.message());
+      stop_control();
       return 1;
     }
     LOG_INFO("seccomp filter installed");
@@ -519,7 +531,7 @@ int Main(int argc, char** argv) {
   });
   st = (*fwd)->Run();
   g_forwarder = nullptr;
-  control.reset();  // after the loop: a transaction in progress finishes inline
+  stop_control();  // after the loop: a transaction in progress still finishes
   if (!a.pid_file.empty() && unlink(a.pid_file.c_str()) < 0 && errno != ENOENT)
     LOG_WARN(
         "could not remove pid file %s: %s%s", a.pid_file, std::strerror(errno),

@@ -38,6 +38,7 @@ absl::StatusOr<std::unique_ptr<Ring>> Ring::Create(unsigned entries, bool single
               IORING_SETUP_DEFER_TASKRUN;
     p.cq_entries = entries * 4;
     ret = io_uring_queue_init_params(entries, &r->ring_, &p);
+    r->deferred_ = ret == 0;
   }
   if (ret == -EINVAL) {
     p = io_uring_params{};
@@ -95,7 +96,13 @@ int Ring::SubmitAndWait(int timeout_ms) {
   // The wait counts every completion in the queue, the prompt ones included.
   unsigned want = 1 + prompt_;
   prompt_ = 0;
-  if (io_uring_cq_ready(&ring_)) return io_uring_submit(&ring_);
+  if (io_uring_cq_ready(&ring_)) {
+    if (!deferred_) return io_uring_submit(&ring_);
+    // A single-thread ring runs completion work (ready sockets) only in a
+    // wait: a zero one, so that a run of prompt completions (a long queue
+    // of cancellations) does not hold it back.
+    timeout_ms = 0;
+  }
   if (timeout_ms < 0) return io_uring_submit_and_wait(&ring_, want);
   __kernel_timespec ts{timeout_ms / 1000, (timeout_ms % 1000) * 1000000LL};
   io_uring_cqe* cqe = nullptr;

@@ -156,7 +156,8 @@ class Ring {
   io_uring ring_{};
   bool initialized_ = false;
   bool accept_poll_first_ = true;
-  unsigned prompt_ = 0;  // ExpectPromptCompletions() since the last wait
+  bool deferred_ = false;  // IORING_SETUP_DEFER_TASKRUN is on
+  unsigned prompt_ = 0;    // ExpectPromptCompletions() since the last wait
 };
 
 }  // namespace ringfwd
