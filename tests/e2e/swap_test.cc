@@ -573,6 +573,31 @@ TEST_F(SwapTest, ExitReleasesPortsAtOnce) {
   }
 }
 
+// SIGTERM while an update is on its way: the daemon exits 0 promptly and
+// holds no port, and the client gets its answer or a closed connection,
+// never a hang. An update's last steps reach the data plane through the
+// daemon's own thread, even after its loop has stopped: its ring is
+// single-thread, and from the control thread (as before 7cee76b) a removal
+// of thousands of ports spun forever on a full submission queue.
+TEST_F(SwapTest, TermDuringUpdateExitsCleanly) {
+  RaiseNofile();
+  for (int i = 0; i < 6; i++) {
+    SCOPED_TRACE("run " + std::to_string(i));
+    auto d = Start({"-t", "5000"});
+    ASSERT_TRUE(d);
+    ASSERT_TRUE(PestoOk({"-A", "-t", "20000-24999"}));
+    // Binds 10000 new ports (tens of milliseconds, off the loop), then
+    // switches: 5000 listeners to cancel and close.
+    CmdResult swap;
+    std::thread client([&] { swap = Pesto({"-t", "5000", "-t", "30000-39999"}, 10000); });
+    usleep(i * 10000);  // the signal lands at different points of the update
+    EXPECT_EQ(d->Stop(10000), 0);
+    client.join();
+    EXPECT_FALSE(swap.timed_out) << swap.output;
+    EXPECT_EQ(CountListeners(*host_, 1, 65535), 0) << "listening after the daemon exited";
+  }
+}
+
 // Regression (fixed in b22be6f): when a WEAK rule was applied with some of
 // its ports failing, the switch still attached a listener with no socket
 // (fd -1) for every failed port; its accept completed at once with EBADF
