@@ -21,6 +21,12 @@ constexpr int kTickMs = 100;
 // Listener cancels per loop iteration (each is kernel work on this thread).
 constexpr size_t kCancelBatch = 256;
 
+// For completions reaped outside the loop (teardown, ServeTasksUntil):
+// a connection accepted meanwhile is closed, not forwarded.
+void CloseAccepted(const io_uring_cqe& cqe) {
+  if (UserData::Unpack(cqe.user_data).kind == kind::kAccept && cqe.res >= 0) Fd stale(cqe.res);
+}
+
 int64_t MonoNs() {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -58,9 +64,7 @@ Forwarder::~Forwarder() {
   // the kernel drops its references to our sockets; only then close them.
   // Otherwise an armed accept keeps its listener's port bound until the
   // ring's asynchronous teardown, after the process has already exited.
-  bool reaped = ring_->CancelEverything(1000, [](const io_uring_cqe& cqe) {
-    if (UserData::Unpack(cqe.user_data).kind == kind::kAccept && cqe.res >= 0) Fd stale(cqe.res);
-  });
+  bool reaped = ring_->CancelEverything(1000, CloseAccepted);
   if (!reaped) LOG_WARN("shutdown: io_uring requests still in flight after 1 s");
   tcp_.CloseAll();
   udp_.CloseAll();
@@ -370,14 +374,11 @@ void Forwarder::Stop() {
 }
 
 void Forwarder::ServeTasksUntil(const std::function<bool()>& done) {
-  auto reap = [](const io_uring_cqe& cqe) {
-    if (UserData::Unpack(cqe.user_data).kind == kind::kAccept && cqe.res >= 0) Fd stale(cqe.res);
-  };
   while (!done()) {
     RunLoopTasks();
     // A wait: the completion work of what the tasks submitted (a cancelled
     // accept letting go of its socket) runs there on a single-thread ring.
-    ring_->RunOnce(10, reap);
+    ring_->RunOnce(10, CloseAccepted);
   }
   RunLoopTasks();
 }

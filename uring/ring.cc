@@ -31,27 +31,23 @@ std::string ReadSysctl(const char* path) {
 
 absl::StatusOr<std::unique_ptr<Ring>> Ring::Create(unsigned entries, bool single_thread) {
   std::unique_ptr<Ring> r(new Ring());
+  // The setups to try, best first: older kernels refuse flags they lack
+  // (EINVAL), and the next one goes without them.
+  constexpr unsigned kBase = IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL;
+  const unsigned setups[] = {
+      single_thread ? kBase | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN : 0,
+      kBase | IORING_SETUP_COOP_TASKRUN,
+      IORING_SETUP_CQSIZE,
+  };
   io_uring_params p{};
   int ret = -EINVAL;
-  if (single_thread) {
-    p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL | IORING_SETUP_SINGLE_ISSUER |
-              IORING_SETUP_DEFER_TASKRUN;
-    p.cq_entries = entries * 4;
-    ret = io_uring_queue_init_params(entries, &r->ring_, &p);
-    r->deferred_ = ret == 0;
-  }
-  if (ret == -EINVAL) {
+  for (unsigned flags : setups) {
+    if (!flags) continue;
     p = io_uring_params{};
-    p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN;
+    p.flags = flags;
     p.cq_entries = entries * 4;
     ret = io_uring_queue_init_params(entries, &r->ring_, &p);
-  }
-  if (ret == -EINVAL) {
-    // Older kernels lack some flags: try the plain setup.
-    p = io_uring_params{};
-    p.flags = IORING_SETUP_CQSIZE;
-    p.cq_entries = entries * 4;
-    ret = io_uring_queue_init_params(entries, &r->ring_, &p);
+    if (ret != -EINVAL) break;
   }
   if (ret < 0) {
     int err = -ret;
@@ -97,7 +93,7 @@ int Ring::SubmitAndWait(int timeout_ms) {
   unsigned want = 1 + prompt_;
   prompt_ = 0;
   if (io_uring_cq_ready(&ring_)) {
-    if (!deferred_) return io_uring_submit(&ring_);
+    if (!(ring_.flags & IORING_SETUP_DEFER_TASKRUN)) return io_uring_submit(&ring_);
     // A single-thread ring runs completion work (ready sockets) only in a
     // wait: a zero one, so that a run of prompt completions (a long queue
     // of cancellations) does not hold it back.

@@ -156,8 +156,7 @@ class Ring {
   io_uring ring_{};
   bool initialized_ = false;
   bool accept_poll_first_ = true;
-  bool deferred_ = false;  // IORING_SETUP_DEFER_TASKRUN is on
-  unsigned prompt_ = 0;    // ExpectPromptCompletions() since the last wait
+  unsigned prompt_ = 0;  // ExpectPromptCompletions() since the last wait
 };
 
 }  // namespace ringfwd
