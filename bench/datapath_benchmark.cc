@@ -266,7 +266,12 @@ void BM_SplicePoll(benchmark::State& state) {
         s, pipe, [&] { WaitFd(s.b.get(), POLLIN); }, [&] { WaitFd(s.c.get(), POLLOUT); });
   });
 }
-BENCHMARK(BM_SplicePoll)->ArgName("pipe")->Arg(64 << 10)->Arg(1 << 20)->UseRealTime();
+BENCHMARK(BM_SplicePoll)
+    ->ArgName("pipe")
+    ->Arg(64 << 10)
+    ->Arg(256 << 10)
+    ->Arg(1 << 20)
+    ->UseRealTime();
 
 void BM_SpliceUringPoll(benchmark::State& state) {
   Setup s(true);

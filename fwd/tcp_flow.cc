@@ -65,6 +65,7 @@ TcpFlows::TcpFlows(Ring* ring, size_t max_flows, size_t pipe_size)
     : ring_(ring), flows_(max_flows), pipes_(pipe_size, 256) {
   for (size_t i = 0; i < max_flows; i++) flows_[i].next_free = i + 1 < max_flows ? i + 1 : kNoFlow;
   free_head_ = max_flows ? 0 : kNoFlow;
+  pipes_.Prime();
   ready_.reserve(max_flows * 2);
   running_.reserve(max_flows * 2);
 }

@@ -61,7 +61,9 @@ Forward TCP and UDP ports between the host and a target network namespace
       --udp-timeout SEC   idle UDP flows expire after SEC seconds (default 180)
       --max-tcp-flows N   concurrent TCP connections (default 16384)
       --max-udp-flows N   concurrent UDP flows (default 4096)
-      --pipe-size BYTES   splice pipe size (default 1048576)
+      --pipe-size BYTES   splice pipe size (default 1048576). Above
+                          fs.pipe-max-size it needs CAP_SYS_RESOURCE (not
+                          kept by --runas); without it, that maximum is used
       --runas UID[:GID]   after setup, drop to this user (and group); also
                           USER[:GROUP]. New ports below 1024 then fail to bind
       --seccomp           after setup, allow only the system calls ringfwd
