@@ -188,11 +188,13 @@ inline void FixL4Checksum(Bytes& f, size_t csum_off) {
 }
 
 inline Bytes UdpHeader(uint16_t sport, uint16_t dport, const Bytes& payload) {
-  Bytes u(8);
+  // Sized once and filled (GCC 12 at -O3 misreads an insert after an
+  // 8-byte vector as out of bounds).
+  Bytes u(8 + payload.size());
   Put16(u, 0, sport);
   Put16(u, 2, dport);
   Put16(u, 4, static_cast<uint16_t>(8 + payload.size()));
-  u.insert(u.end(), payload.begin(), payload.end());
+  std::copy(payload.begin(), payload.end(), u.begin() + 8);
   return u;
 }
 
