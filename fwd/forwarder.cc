@@ -64,7 +64,16 @@ Forwarder::~Forwarder() {
   // the kernel drops its references to our sockets; only then close them.
   // Otherwise an armed accept keeps its listener's port bound until the
   // ring's asynchronous teardown, after the process has already exited.
-  bool reaped = ring_->CancelEverything(1000, CloseAccepted);
+  // Listeners' accepts (and cancellations a swap left queued) are named by
+  // tag: thousands of them by one catch-all cancellation would take seconds.
+  std::vector<uint64_t> targets(cancel_queue_.begin(), cancel_queue_.end());
+  cancel_queue_.clear();
+  for (uint32_t i = 0; i < listeners_.size(); i++) {
+    const Listener& l = listeners_[i];
+    if (!l.used || !l.armed) continue;
+    targets.push_back(ArmTag(i));
+  }
+  bool reaped = ring_->CancelEverything(1000, targets, CloseAccepted);
   if (!reaped) LOG_WARN("shutdown: io_uring requests still in flight after 1 s");
   tcp_.CloseAll();
   udp_.CloseAll();
@@ -172,8 +181,7 @@ uint32_t Forwarder::AttachListener(const ListenerKey& key, Fd fd, const Listener
 void Forwarder::Disarm(uint32_t index, bool cancel_now) {
   Listener& l = listeners_[index];
   if (l.armed) {
-    bool tcp = l.key.proto == kProtoTcp;
-    uint64_t ud = UserData{tcp ? kind::kAccept : kind::kUdpListen, l.gen, index}.Pack();
+    uint64_t ud = ArmTag(index);
     if (!cancel_now) {
       // Cancelled in batches by ProcessCancels(), between data completions.
       cancel_queue_.push_back(ud);
@@ -204,16 +212,17 @@ Fd Forwarder::DetachListener(uint32_t index, bool cancel_now) {
   return fd;
 }
 
+uint64_t Forwarder::ArmTag(uint32_t index) const {
+  const Listener& l = listeners_[index];
+  return UserData{l.key.proto == kProtoTcp ? kind::kAccept : kind::kUdpListen, l.gen, index}.Pack();
+}
+
 void Forwarder::Arm(uint32_t index) {
   Listener& l = listeners_[index];
-  uint64_t ud;
-  if (l.key.proto == kProtoTcp) {
-    ud = UserData{kind::kAccept, l.gen, index}.Pack();
-    ring_->PrepMultishotAccept(l.fd.get(), ud);
-  } else {
-    ud = UserData{kind::kUdpListen, l.gen, index}.Pack();
-    ring_->PrepPollMultishot(l.fd.get(), POLLIN, ud);
-  }
+  if (l.key.proto == kProtoTcp)
+    ring_->PrepMultishotAccept(l.fd.get(), ArmTag(index));
+  else
+    ring_->PrepPollMultishot(l.fd.get(), POLLIN, ArmTag(index));
   l.armed = true;
 }
 

@@ -182,6 +182,8 @@ class Forwarder {
   void RemoveListener(uint32_t index);
   void SetScanRules(const TableSet& tables);
   void RunLoopTasks();
+  // The user_data of listener `index`'s armed request (accept or poll).
+  uint64_t ArmTag(uint32_t index) const;
   void Arm(uint32_t index);
   void OnAccept(uint32_t index, Fd client);
   void Dispatch(const io_uring_cqe& cqe);

@@ -18,6 +18,25 @@
 namespace ringfwd {
 namespace {
 
+// `n` different UDP ports that nothing holds now (the kernel's ephemeral
+// picks; all bound at once, so no two are the same), or fewer on error.
+std::vector<uint16_t> FreeUdpPorts(int n) {
+  std::vector<Fd> held;
+  std::vector<uint16_t> ports;
+  for (int i = 0; i < n; i++) {
+    Fd s(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    socklen_t len = sizeof(a);
+    if (!s || bind(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof(a)) < 0 ||
+        getsockname(s.get(), reinterpret_cast<sockaddr*>(&a), &len) < 0)
+      break;
+    ports.push_back(ntohs(a.sin_port));
+    held.push_back(std::move(s));
+  }
+  return ports;  // `held` closes them
+}
+
 constexpr int64_t kSec = 1'000'000'000;
 
 // Frames the translator sends to the guest, kept in order.
@@ -229,7 +248,12 @@ TEST_F(TapUdpTest, AFlowEvictedWithSendsQueuedSendsThemFromItsOwnSocket) {
                                reinterpret_cast<const uint8_t*>(payload.data()), payload.size())));
     return f;
   };
-  std::vector<uint8_t> fa = frame(40011, "from-a"), fb = frame(40012, "from-b");
+  // Ports nothing holds now: fixed ones may still be bound by the ring of
+  // a test process that just exited (its teardown runs after the exit).
+  std::vector<uint16_t> ports = FreeUdpPorts(2);
+  ASSERT_EQ(ports.size(), 2u);
+  const uint16_t pa = ports[0], pb = ports[1];
+  std::vector<uint8_t> fa = frame(pa, "from-a"), fb = frame(pb, "from-b");
   FrameBatch batch;
   ASSERT_TRUE(batch.Add(ParseFrame(fa), fa));
   ASSERT_TRUE(batch.Add(ParseFrame(fb), fb));
@@ -252,8 +276,8 @@ TEST_F(TapUdpTest, AFlowEvictedWithSendsQueuedSendsThemFromItsOwnSocket) {
     ASSERT_GT(n, 0);
     from[std::string(buf, n)] = ntohs(src.sin_port);
   }
-  EXPECT_EQ(from["from-a"], 40011);
-  EXPECT_EQ(from["from-b"], 40012);
+  EXPECT_EQ(from["from-a"], pa);
+  EXPECT_EQ(from["from-b"], pb);
 }
 
 TEST_F(TapUdpTest, MapsTheGatewayAndDnsAndLeavesTheRest) {
