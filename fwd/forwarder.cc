@@ -85,9 +85,14 @@ absl::StatusOr<std::unique_ptr<Forwarder>> Forwarder::Create(const ForwarderOpti
                            Ring::Create(opts.ring_entries, opts.single_thread));
   std::unique_ptr<Forwarder> f(new Forwarder(opts, std::move(ring)));
   f->owner_ = std::this_thread::get_id();
+  RINGFWD_ASSIGN_OR_RETURN(std::string cc, PickLoopbackCc(opts.loopback_cc));
+  f->host_.set_loopback_cc(cc);
   if (!opts.netns.empty()) {
     RINGFWD_ASSIGN_OR_RETURN(f->netns_, NetNs::Open(opts.netns));
+    f->netns_->set_loopback_cc(cc);
   }
+  if (!cc.empty() && cc != opts.loopback_cc)
+    LOG_INFO("congestion control %s is not available: loopback hops use %s", opts.loopback_cc, cc);
   f->wake_.Reset(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
   if (!f->wake_) return ErrnoError(errno, "eventfd");
   f->fd_limit_ = RaiseFdLimit();
@@ -158,6 +163,12 @@ uint32_t Forwarder::AttachListener(const ListenerKey& key, Fd fd, const Listener
   Listener& l = listeners_[index];
   l.used = true;
   l.fd = std::move(fd);
+  // Connections accepted on loopback stay on this host (they inherit it).
+  size_t iflen = strnlen(key.ifname.data(), key.ifname.size());
+  bool on_lo = std::string_view(key.ifname.data(), iflen) == "lo";
+  if (key.proto == kProtoTcp && !host_.loopback_cc().empty() &&
+      ((!key.dual_stack && key.addr.IsLoopback()) || on_lo))
+    (void)SetCongestionControl(l.fd.get(), host_.loopback_cc());
   l.key = key;
   l.target = target;
   l.label = label;

@@ -50,6 +50,9 @@ struct ForwarderOptions {
   size_t max_udp_flows = 4096;
   int udp_timeout_s = 180;
   size_t pipe_size = 1 << 20;
+  // TCP congestion control of connections that stay on this host's loopback
+  // (see PickLoopbackCc): "system" leaves the system's default.
+  std::string loopback_cc = kDefaultLoopbackCc;
   unsigned ring_entries = 4096;
   // The thread that calls Create() also runs Run() and destroys the
   // forwarder (as ringfwd does): the ring keeps completion work for its

@@ -24,21 +24,45 @@ namespace {
 // A non-blocking socket; TCP ones with TCP_NODELAY set (forwarded bytes are
 // never held back to coalesce) and SO_OOBINLINE (urgent data is read in its
 // place and forwarded, not dropped). -1 with errno on failure.
-int NewSocket(int family, int type) {
+// `cc`: congestion control to set (empty: leave the default). A failure
+// there leaves the default: the socket works either way.
+int NewSocket(int family, int type, const std::string& cc) {
   int fd = ::socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd >= 0 && type == SOCK_STREAM) {
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     setsockopt(fd, SOL_SOCKET, SO_OOBINLINE, &one, sizeof(one));
     setsockopt(fd, IPPROTO_TCP, TCP_INQ, &one, sizeof(one));
+    if (!cc.empty()) (void)!setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, cc.data(), cc.size());
   }
   return fd;
 }
 
 }  // namespace
 
-absl::StatusOr<Fd> HostSockets::Socket(int family, int type) {
-  int fd = NewSocket(family, type);
+absl::Status SetCongestionControl(int fd, const std::string& cc) {
+  if (setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, cc.data(), cc.size()) == 0)
+    return absl::OkStatus();
+  if (errno == ENOENT)
+    return absl::NotFoundError("TCP congestion control '" + cc +
+                               "' is not available (see "
+                               "/proc/sys/net/ipv4/tcp_available_congestion_control)");
+  return ErrnoError(errno, "TCP congestion control '" + cc + "'");
+}
+
+absl::StatusOr<std::string> PickLoopbackCc(const std::string& wanted) {
+  if (wanted == "system") return std::string();
+  Fd probe(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!probe) return ErrnoError(errno, "socket");
+  absl::Status st = SetCongestionControl(probe.get(), wanted);
+  if (st.ok()) return wanted;
+  if (wanted == kDefaultLoopbackCc && SetCongestionControl(probe.get(), "reno").ok())
+    return std::string("reno");
+  return st;
+}
+
+absl::StatusOr<Fd> HostSockets::Socket(int family, int type, bool loopback) {
+  int fd = NewSocket(family, type, loopback ? loopback_cc() : std::string());
   if (fd < 0) return ErrnoError(errno, "socket");
   return Fd(fd);
 }
@@ -131,14 +155,15 @@ void NetNs::RunSync(const std::function<void()>& fn) {
   fut.wait();
 }
 
-absl::StatusOr<Fd> NetNs::Socket(int family, int type) {
+absl::StatusOr<Fd> NetNs::Socket(int family, int type, bool loopback) {
+  loopback = loopback && !loopback_cc().empty() && type == SOCK_STREAM;
   {
     std::lock_guard<std::mutex> lock(mu_);
     Pool* pool = nullptr;
     for (auto& p : pools_)
-      if (p.family == family && p.type == type) pool = &p;
+      if (p.family == family && p.type == type && p.loopback == loopback) pool = &p;
     if (!pool) {
-      pools_.push_back(Pool{family, type, {}, false});
+      pools_.push_back(Pool{family, type, loopback, {}, false});
       pool = &pools_.back();
     }
     if (pool->fds.size() < kPoolTarget / 2 && !pool->refill_queued) {
@@ -155,7 +180,7 @@ absl::StatusOr<Fd> NetNs::Socket(int family, int type) {
   // Pool empty (first use, or a burst): make one now on the namespace thread.
   absl::StatusOr<Fd> out = absl::InternalError("not run");
   RunSync([&] {
-    int fd = NewSocket(family, type);
+    int fd = NewSocket(family, type, loopback ? loopback_cc() : std::string());
     out = fd < 0 ? absl::StatusOr<Fd>(ErrnoError(errno, "socket in " + name_)) : Fd(fd);
   });
   return out;
@@ -167,25 +192,27 @@ void NetNs::Refill() {
   // unused (a socket, a setsockopt and a close each).
   struct Want {
     int family, type;
+    bool loopback;
     size_t count;
   };
   std::vector<Want> kinds;
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (auto& p : pools_) {
-      if (p.refill_queued) kinds.push_back(Want{p.family, p.type, kPoolTarget - p.fds.size()});
+      if (p.refill_queued)
+        kinds.push_back(Want{p.family, p.type, p.loopback, kPoolTarget - p.fds.size()});
     }
   }
-  for (auto [family, type, count] : kinds) {
+  for (auto [family, type, loopback, count] : kinds) {
     std::vector<Fd> made;
     for (size_t i = 0; i < count; i++) {
-      int fd = NewSocket(family, type);
+      int fd = NewSocket(family, type, loopback ? loopback_cc() : std::string());
       if (fd < 0) break;
       made.emplace_back(fd);
     }
     std::lock_guard<std::mutex> lock(mu_);
     for (auto& p : pools_) {
-      if (p.family != family || p.type != type) continue;
+      if (p.family != family || p.type != type || p.loopback != loopback) continue;
       while (!made.empty() && p.fds.size() < kPoolTarget) {
         p.fds.push_back(std::move(made.back()));
         made.pop_back();

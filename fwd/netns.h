@@ -29,18 +29,28 @@ class SocketFactory {
  public:
   virtual ~SocketFactory() = default;
   // A new non-blocking, close-on-exec socket on this side; stream sockets
-  // come with TCP_NODELAY set.
-  virtual absl::StatusOr<Fd> Socket(int family, int type) = 0;
+  // come with TCP_NODELAY, SO_OOBINLINE and TCP_INQ set. `loopback`: it will
+  // connect to a loopback address, so it gets the loopback congestion
+  // control, if one is set.
+  virtual absl::StatusOr<Fd> Socket(int family, int type, bool loopback = false) = 0;
   // Runs `fn` on this side (inside the namespace, if any) and waits for it.
   virtual void RunSync(const std::function<void()>& fn) = 0;
   // A short name for logs: "host" or "namespace NAME".
   virtual std::string Name() const = 0;
+
+  // TCP congestion control for stream sockets that stay on this host's
+  // loopback (empty: the system's default). Set before the first Socket().
+  void set_loopback_cc(std::string cc) { loopback_cc_ = std::move(cc); }
+  const std::string& loopback_cc() const { return loopback_cc_; }
+
+ private:
+  std::string loopback_cc_;
 };
 
 // The daemon's own namespace: plain socket(2).
 class HostSockets : public SocketFactory {
  public:
-  absl::StatusOr<Fd> Socket(int family, int type) override;
+  absl::StatusOr<Fd> Socket(int family, int type, bool loopback = false) override;
   void RunSync(const std::function<void()>& fn) override { fn(); }
   std::string Name() const override { return "host"; }
 };
@@ -53,7 +63,7 @@ class NetNs : public SocketFactory {
   static absl::StatusOr<std::unique_ptr<NetNs>> Open(const std::string& spec);
   ~NetNs() override;
 
-  absl::StatusOr<Fd> Socket(int family, int type) override;
+  absl::StatusOr<Fd> Socket(int family, int type, bool loopback = false) override;
   void RunSync(const std::function<void()>& fn) override;
   std::string Name() const override { return name_; }
 
@@ -62,10 +72,12 @@ class NetNs : public SocketFactory {
   void ThreadMain(int nsfd, std::promise<absl::Status>* started);
   void Refill();
 
-  // A pool of ready sockets for each (family, type) the data path asks for.
+  // A pool of ready sockets for each (family, type, loopback) the data path
+  // asks for.
   struct Pool {
     int family;
     int type;
+    bool loopback;
     std::vector<Fd> fds;
     bool refill_queued = false;
   };
@@ -79,6 +91,19 @@ class NetNs : public SocketFactory {
   std::vector<Pool> pools_;                  // guarded by mu_
   bool stop_ = false;                        // guarded by mu_
 };
+
+// Sets congestion control `cc` on TCP socket `fd`; an error names it.
+absl::Status SetCongestionControl(int fd, const std::string& cc);
+
+// The default congestion control of loopback hops. The system's default
+// may pace (bbr does): timers per segment, on a hop that has no queue to
+// spare; a quarter of the CPU per GiB here.
+inline constexpr char kDefaultLoopbackCc[] = "cubic";
+
+// The congestion control for loopback hops: `wanted` if this kernel has
+// it; for the default, "reno" (always built in) where cubic is missing; an
+// error for another name it lacks. "system" gives "" (the system's default).
+absl::StatusOr<std::string> PickLoopbackCc(const std::string& wanted);
 
 // Brings interface "lo" up in the calling thread's namespace.
 absl::Status BringLoopbackUp();

@@ -82,7 +82,7 @@ void TcpFlows::Start(Fd client, SocketFactory* side, const SockAddr& target,
     ResetFd(std::move(client));
     return;
   }
-  absl::StatusOr<Fd> sock = side->Socket(target.family(), SOCK_STREAM);
+  absl::StatusOr<Fd> sock = side->Socket(target.family(), SOCK_STREAM, target.addr().IsLoopback());
   if (!sock.ok()) {
     stats_.connect_failed++;
     LOG_RATELIMITED(log::Level::kWarn, "%s: %s, connection reset", label, sock.status().message());

@@ -64,6 +64,10 @@ Forward TCP and UDP ports between the host and a target network namespace
       --pipe-size BYTES   splice pipe size (default 1048576). Above
                           fs.pipe-max-size it needs CAP_SYS_RESOURCE (not
                           kept by --runas); without it, that maximum is used
+      --loopback-cc NAME  TCP congestion control of connections that stay on
+                          this host's loopback (default cubic, or reno where
+                          cubic is missing); 'system' keeps the system's
+                          default, which may pace every segment (bbr does)
       --runas UID[:GID]   after setup, drop to this user (and group); also
                           USER[:GROUP]. New ports below 1024 then fail to bind
       --seccomp           after setup, allow only the system calls ringfwd
@@ -168,6 +172,7 @@ int ParseArgs(int argc, char** argv, Args* a) {
     kMaxTcp,
     kMaxUdp,
     kPipeSize,
+    kLoopbackCc,
     kVersionOpt,
     kAllowUid,
     kCtlTimeout,
@@ -200,6 +205,7 @@ int ParseArgs(int argc, char** argv, Args* a) {
       {"max-tcp-flows", required_argument, nullptr, kMaxTcp},
       {"max-udp-flows", required_argument, nullptr, kMaxUdp},
       {"pipe-size", required_argument, nullptr, kPipeSize},
+      {"loopback-cc", required_argument, nullptr, kLoopbackCc},
       {"version", no_argument, nullptr, kVersionOpt},
       {"control-allow-uid", required_argument, nullptr, kAllowUid},
       {"control-timeout", required_argument, nullptr, kCtlTimeout},
@@ -271,6 +277,14 @@ int ParseArgs(int argc, char** argv, Args* a) {
       case kPipeSize:
         if (!ParseSize(optarg, "pipe size", 4096, &v)) return 1;
         a->fwd.pipe_size = std::min<size_t>(v, 1 << 26);
+        break;
+      case kLoopbackCc:
+        if (!*optarg || strlen(optarg) >= 16) {  // TCP_CA_NAME_MAX
+          fprintf(stderr, "ringfwd: --loopback-cc: '%s' is not a congestion control name\n",
+                  optarg);
+          return 1;
+        }
+        a->fwd.loopback_cc = optarg;
         break;
       case kRunas:
         a->runas = optarg;

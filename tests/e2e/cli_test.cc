@@ -75,6 +75,11 @@ TEST_F(CliTest, SelfConnectingUdpRuleRefused) {
   ExpectRefused({"-u", "5353"}, {"5353", "own listener"});
 }
 
+TEST_F(CliTest, UnknownCongestionControlRefused) {
+  ExpectRefused({"--loopback-cc", "nosuchcc", "-t", "8080:9090"}, {"'nosuchcc'", "not available"});
+  ExpectRefused({"--loopback-cc", "", "-t", "8080:9090"}, {"--loopback-cc"});
+}
+
 TEST_F(CliTest, SpliceWithoutNetnsRefused) { ExpectRefused({"-T", "22"}, {"-T 22", "--netns"}); }
 
 // SCAN rules learn the target side's ports, so they need --netns. (The
