@@ -37,7 +37,7 @@
 #     veth hop that would charge it for a link the others do not cross.
 #   - direct: the client runs in TARGET and connects to the servers
 #     themselves: the cost of the two loopback legs without a forwarder.
-#   Every tool keeps its defaults otherwise (ringfwd 1 MiB pipes and cubic on
+#   Every tool keeps its defaults otherwise (ringfwd 1 MiB pipes and reno on
 #   its loopback connections whatever the system default, pasta's own
 #   pipe sizes, haproxy's default tune.pipesize).
 #

@@ -91,8 +91,6 @@ absl::StatusOr<std::unique_ptr<Forwarder>> Forwarder::Create(const ForwarderOpti
     RINGFWD_ASSIGN_OR_RETURN(f->netns_, NetNs::Open(opts.netns));
     f->netns_->set_loopback_cc(cc);
   }
-  if (!cc.empty() && cc != opts.loopback_cc)
-    LOG_INFO("congestion control %s is not available: loopback hops use %s", opts.loopback_cc, cc);
   f->wake_.Reset(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
   if (!f->wake_) return ErrnoError(errno, "eventfd");
   f->fd_limit_ = RaiseFdLimit();

@@ -54,11 +54,8 @@ absl::StatusOr<std::string> PickLoopbackCc(const std::string& wanted) {
   if (wanted == "system") return std::string();
   Fd probe(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!probe) return ErrnoError(errno, "socket");
-  absl::Status st = SetCongestionControl(probe.get(), wanted);
-  if (st.ok()) return wanted;
-  if (wanted == kDefaultLoopbackCc && SetCongestionControl(probe.get(), "reno").ok())
-    return std::string("reno");
-  return st;
+  RINGFWD_RETURN_IF_ERROR(SetCongestionControl(probe.get(), wanted));
+  return wanted;
 }
 
 absl::StatusOr<Fd> HostSockets::Socket(int family, int type, bool loopback) {

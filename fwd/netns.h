@@ -95,14 +95,14 @@ class NetNs : public SocketFactory {
 // Sets congestion control `cc` on TCP socket `fd`; an error names it.
 absl::Status SetCongestionControl(int fd, const std::string& cc);
 
-// The default congestion control of loopback hops. The system's default
-// may pace (bbr does): timers per segment, on a hop that has no queue to
-// spare; a quarter of the CPU per GiB here.
-inline constexpr char kDefaultLoopbackCc[] = "cubic";
+// The default congestion control of loopback hops: reno, always built in.
+// The system's default may pace (bbr does: a timer per segment, on a hop
+// with no queue to spare) or leave slow start early on a delay signal
+// (cubic's HyStart); a third to a half of the CPU per GiB here.
+inline constexpr char kDefaultLoopbackCc[] = "reno";
 
-// The congestion control for loopback hops: `wanted` if this kernel has
-// it; for the default, "reno" (always built in) where cubic is missing; an
-// error for another name it lacks. "system" gives "" (the system's default).
+// The congestion control for loopback hops: `wanted` if this kernel has it,
+// "" for "system" (the system's default), an error naming it otherwise.
 absl::StatusOr<std::string> PickLoopbackCc(const std::string& wanted);
 
 // Brings interface "lo" up in the calling thread's namespace.
