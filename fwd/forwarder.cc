@@ -166,7 +166,8 @@ uint32_t Forwarder::AttachListener(const ListenerKey& key, Fd fd, const Listener
   bool on_lo = std::string_view(key.ifname.data(), iflen) == "lo";
   if (key.proto == kProtoTcp && !host_.loopback_cc().empty() &&
       ((!key.dual_stack && key.addr.IsLoopback()) || on_lo))
-    (void)SetCongestionControl(l.fd.get(), host_.loopback_cc());
+    if (absl::Status st = SetCongestionControl(l.fd.get(), host_.loopback_cc()); !st.ok())
+      LOG_RATELIMITED(log::Level::kWarn, "%s: %s", label, st.message());
   l.key = key;
   l.target = target;
   l.label = label;

@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 
@@ -33,7 +34,10 @@ int NewSocket(int family, int type, const std::string& cc) {
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     setsockopt(fd, SOL_SOCKET, SO_OOBINLINE, &one, sizeof(one));
     setsockopt(fd, IPPROTO_TCP, TCP_INQ, &one, sizeof(one));
-    if (!cc.empty()) (void)!setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, cc.data(), cc.size());
+    if (!cc.empty() && setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, cc.data(), cc.size()) < 0) {
+      static std::atomic<bool> warned{false};  // the cause lasts: once is enough
+      if (!warned.exchange(true)) LOG_WARN("%s", SetCongestionControl(fd, cc).message());
+    }
   }
   return fd;
 }
@@ -47,6 +51,11 @@ absl::Status SetCongestionControl(int fd, const std::string& cc) {
     return absl::NotFoundError("TCP congestion control '" + cc +
                                "' is not available (see "
                                "/proc/sys/net/ipv4/tcp_available_congestion_control)");
+  if (errno == EPERM)  // after --runas: only the allowed ones
+    return absl::PermissionDeniedError(
+        "TCP congestion control '" + cc +
+        "' is not allowed for this user (see net.ipv4.tcp_allowed_congestion_control): "
+        "connections keep the default");
   return ErrnoError(errno, "TCP congestion control '" + cc + "'");
 }
 

@@ -64,10 +64,11 @@ Forward TCP and UDP ports between the host and a target network namespace
       --pipe-size BYTES   splice pipe size (default 1048576). Above
                           fs.pipe-max-size it needs CAP_SYS_RESOURCE (not
                           kept by --runas); without it, that maximum is used
-      --loopback-cc NAME  TCP congestion control of connections that stay on
-                          this host's loopback (default reno: no pacing, no
-                          early exit from slow start); 'system' keeps the
-                          system's default there too
+      --loopback-cc NAME  TCP congestion control of the connections ringfwd
+                          makes to a loopback address and accepts on a
+                          loopback listener (default reno: no pacing, no early
+                          exit from slow start); 'system' keeps the system's
+                          default there too
       --runas UID[:GID]   after setup, drop to this user (and group); also
                           USER[:GROUP]. New ports below 1024 then fail to bind
       --seccomp           after setup, allow only the system calls ringfwd

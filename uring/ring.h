@@ -9,11 +9,13 @@
 #include <liburing.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <memory>
 #include <span>
 #include <utility>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "uring/fd.h"
@@ -122,34 +124,56 @@ class Ring {
   //
   // A cancelled poll or accept completes in completion work that, on a
   // single-thread ring, runs only in a wait (20 at a time since Linux 6.13).
-  // So each stage waits until every cancellation has answered and a wait
-  // of 10 ms finds nothing left to do. (The answers' counts do not tell:
-  // cancellations a table swap queued complete here too, and a request
-  // cancelled twice is counted twice.)
+  // So the targets go in batches (a quarter of the completion queue at
+  // most: each brings an answer and the request's last completion), the
+  // next once the last one's requests have all ended or a 10 ms wait finds
+  // nothing to do; the catch-all then goes at once, and the call returns
+  // when its answer is in and a 10 ms wait finds nothing left. Data-path
+  // traffic still completing meanwhile does not hold the first stage up.
   template <typename Handler>
   bool CancelEverything(int timeout_ms, std::span<const uint64_t> targets, Handler&& handler) {
-    size_t queued = 0;        // of targets, in batches: the answers must fit the queue
-    bool last_stage = false;  // the catch-all is queued
-    int64_t asked = 0;        // cancellations queued
-    int64_t answers = 0;      // cancellations completed
+    const size_t batch_max =
+        std::max<size_t>(1, std::min<size_t>(kCancelBatch, ring_.cq.ring_entries / 4));
+    std::vector<uint64_t> batch;  // the current batch's targets, sorted
+    size_t queued = 0;            // of targets
+    bool last_stage = false;      // the catch-all is queued
+    int64_t asked = 0;            // cancellations queued
+    int64_t answers = 0;          // cancellations answered
+    int64_t found = 0;            // the batch's requests found (answer 0, or -EALREADY: running)
+    int64_t ended = 0;            // the batch's requests' last completions
+    bool settled = true;          // the stage is over: on to the next
     const int64_t deadline = NowMs() + timeout_ms;
     while (NowMs() < deadline) {
-      if (queued < targets.size() && answers == asked) {
-        for (size_t n = 0; queued < targets.size() && n < kCancelBatch; n++, asked++)
-          PrepCancelTagged(targets[queued++]);
+      if (settled && last_stage) return true;
+      if (settled && queued < targets.size()) {
+        size_t n = std::min(batch_max, targets.size() - queued);
+        batch.assign(targets.begin() + queued, targets.begin() + queued + n);
+        std::sort(batch.begin(), batch.end());
+        for (uint64_t ud : batch) PrepCancelTagged(ud);
+        queued += n;
+        asked += n;
+        found = ended = 0;
+      } else if (settled) {
+        batch.clear();
+        PrepCancelAll();
+        asked++;
+        last_stage = true;
       }
       int ret = RunOnce(10, [&](const io_uring_cqe& cqe) {
-        if (cqe.user_data == kCancelAllUserData)
+        if (cqe.user_data == kCancelAllUserData) {
           answers++;
-        else
-          handler(cqe);
+          if (cqe.res == 0 || cqe.res == -EALREADY) found++;
+          return;
+        }
+        if (!(cqe.flags & IORING_CQE_F_MORE) &&
+            std::binary_search(batch.begin(), batch.end(), cqe.user_data))
+          ended++;
+        handler(cqe);
       });
       if (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY) break;
-      if (answers < asked || ret != -ETIME || queued < targets.size()) continue;
-      if (last_stage) return true;
-      PrepCancelAll();
-      asked++;
-      last_stage = true;
+      // A batch is over when its requests have ended (or nothing came for
+      // 10 ms); the catch-all only when nothing came for 10 ms.
+      settled = answers == asked && (ret == -ETIME || (!last_stage && ended >= found));
     }
     return false;
   }

@@ -7,11 +7,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include "gtest/gtest.h"
 #include "uring/fd.h"
@@ -189,6 +191,40 @@ TEST(Ring, CloseComesAfterTheQueuedSubmissionsThatNameTheSocket) {
   EXPECT_EQ(fcntl(lone_number, F_GETFD), -1);
 }
 
+// Listening TCP sockets on 127.0.0.1, each with a multishot accept armed on
+// `ring` tagged `first_tag + i`; their addresses in `*addrs`.
+std::vector<Fd> ArmedListeners(Ring* ring, int count, uint64_t first_tag,
+                               std::vector<sockaddr_in>* addrs) {
+  std::vector<Fd> out;
+  addrs->assign(count, sockaddr_in{});
+  for (int i = 0; i < count; i++) {
+    Fd l(socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    sockaddr_in& a = (*addrs)[i];
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(a);
+    if (!l || bind(l.get(), reinterpret_cast<sockaddr*>(&a), len) < 0 || listen(l.get(), 16) < 0 ||
+        getsockname(l.get(), reinterpret_cast<sockaddr*>(&a), &len) < 0) {
+      ADD_FAILURE() << "listener " << i << ": " << std::strerror(errno);
+      return out;
+    }
+    ring->PrepMultishotAccept(l.get(), first_tag + i);
+    out.push_back(std::move(l));
+  }
+  return out;
+}
+
+// Closes `listeners` and expects each port to be free at once.
+void ExpectPortsFreeAfterClose(std::vector<Fd>* listeners, const std::vector<sockaddr_in>& addrs) {
+  for (size_t i = 0; i < listeners->size(); i++) {
+    (*listeners)[i].Reset();
+    Fd again(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    ASSERT_TRUE(again);
+    EXPECT_EQ(bind(again.get(), reinterpret_cast<const sockaddr*>(&addrs[i]), sizeof(addrs[i])), 0)
+        << "port " << ntohs(addrs[i].sin_port) << ": " << std::strerror(errno);
+  }
+}
+
 // Teardown frees the ports at once, on either kind of ring: after
 // CancelEverything, closing a listener whose multishot accept was armed
 // lets the same port be bound again. (On a single-thread ring a cancelled
@@ -200,21 +236,9 @@ TEST(Ring, CancelEverythingLetsGoOfListeners) {
     absl::StatusOr<std::unique_ptr<Ring>> ring = Ring::Create(64, single_thread);
     ASSERT_TRUE(ring.ok()) << ring.status();
     constexpr int kListeners = 3;
-    Fd listeners[kListeners];
-    sockaddr_in addrs[kListeners];
-    for (int i = 0; i < kListeners; i++) {
-      listeners[i] = Fd(socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-      ASSERT_TRUE(listeners[i]);
-      sockaddr_in& a = addrs[i];
-      a = sockaddr_in{};
-      a.sin_family = AF_INET;
-      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-      socklen_t len = sizeof(a);
-      ASSERT_EQ(bind(listeners[i].get(), reinterpret_cast<sockaddr*>(&a), len), 0);
-      ASSERT_EQ(listen(listeners[i].get(), 16), 0);
-      ASSERT_EQ(getsockname(listeners[i].get(), reinterpret_cast<sockaddr*>(&a), &len), 0);
-      (*ring)->PrepMultishotAccept(listeners[i].get(), 100 + i);
-    }
+    std::vector<sockaddr_in> addrs;
+    std::vector<Fd> listeners = ArmedListeners(ring->get(), kListeners, 100, &addrs);
+    ASSERT_EQ(listeners.size(), size_t{kListeners});
     // A completion not reaped yet (in the daemon, the wake-up that stopped
     // its loop): the next wait then only submits, and runs no completion work.
     io_uring_prep_nop((*ring)->GetSqe());
@@ -224,14 +248,46 @@ TEST(Ring, CancelEverythingLetsGoOfListeners) {
       if (cqe.res != -ECANCELED) other++;
     }));
     EXPECT_EQ(other, 1);  // the NOP
-    for (int i = 0; i < kListeners; i++) {
-      listeners[i].Reset();
-      Fd again(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-      ASSERT_TRUE(again);
-      EXPECT_EQ(bind(again.get(), reinterpret_cast<sockaddr*>(&addrs[i]), sizeof(addrs[i])), 0)
-          << "port " << ntohs(addrs[i].sin_port) << ": " << std::strerror(errno);
-    }
+    ExpectPortsFreeAfterClose(&listeners, addrs);
   }
+}
+
+// Many listeners, named as targets on a small ring (their answers and
+// cancelled accepts far outnumber its completion queue), while a socket
+// keeps completing (a datagram every 0.2 ms, as a busy flow would):
+// the call still ends, and every port is free afterwards.
+TEST(Ring, CancelEverythingWithManyTargetsAndTraffic) {
+  absl::StatusOr<std::unique_ptr<Ring>> ring = Ring::Create(64, true);
+  ASSERT_TRUE(ring.ok()) << ring.status();
+  constexpr int kListeners = 300;
+  std::vector<sockaddr_in> addrs;
+  std::vector<Fd> listeners = ArmedListeners(ring->get(), kListeners, 1000, &addrs);
+  ASSERT_EQ(listeners.size(), size_t{kListeners});
+  std::vector<uint64_t> targets;
+  for (int i = 0; i < kListeners; i++) targets.push_back(1000 + i);
+  Fd busy(socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  sockaddr_in ba{};
+  ba.sin_family = AF_INET;
+  ba.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t blen = sizeof(ba);
+  ASSERT_EQ(bind(busy.get(), reinterpret_cast<sockaddr*>(&ba), blen), 0);
+  ASSERT_EQ(getsockname(busy.get(), reinterpret_cast<sockaddr*>(&ba), &blen), 0);
+  (*ring)->PrepPollMultishot(busy.get(), POLLIN, 5);
+  (*ring)->Submit();
+  std::atomic<bool> stop{false};
+  std::thread sender([&] {
+    Fd s(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    for (int i = 0; i < 25000 && !stop; i++) {  // 5 s at most
+      sendto(s.get(), "x", 1, 0, reinterpret_cast<sockaddr*>(&ba), sizeof(ba));
+      usleep(200);
+    }
+  });
+  usleep(20000);  // traffic first
+  bool done = (*ring)->CancelEverything(3000, targets, [](const io_uring_cqe&) {});
+  stop = true;
+  sender.join();
+  EXPECT_TRUE(done);
+  ExpectPortsFreeAfterClose(&listeners, addrs);
 }
 
 }  // namespace
