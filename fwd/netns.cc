@@ -34,9 +34,10 @@ int NewSocket(int family, int type, const std::string& cc) {
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     setsockopt(fd, SOL_SOCKET, SO_OOBINLINE, &one, sizeof(one));
     setsockopt(fd, IPPROTO_TCP, TCP_INQ, &one, sizeof(one));
-    if (!cc.empty() && setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, cc.data(), cc.size()) < 0) {
+    if (!cc.empty()) {
+      absl::Status st = SetCongestionControl(fd, cc);
       static std::atomic<bool> warned{false};  // the cause lasts: once is enough
-      if (!warned.exchange(true)) LOG_WARN("%s", SetCongestionControl(fd, cc).message());
+      if (!st.ok() && !warned.exchange(true)) LOG_WARN("%s", st.message());
     }
   }
   return fd;
@@ -68,7 +69,7 @@ absl::StatusOr<std::string> PickLoopbackCc(const std::string& wanted) {
 }
 
 absl::StatusOr<Fd> HostSockets::Socket(int family, int type, bool loopback) {
-  int fd = NewSocket(family, type, loopback ? loopback_cc() : std::string());
+  int fd = NewSocket(family, type, CcFor(loopback));
   if (fd < 0) return ErrnoError(errno, "socket");
   return Fd(fd);
 }
@@ -162,7 +163,7 @@ void NetNs::RunSync(const std::function<void()>& fn) {
 }
 
 absl::StatusOr<Fd> NetNs::Socket(int family, int type, bool loopback) {
-  loopback = loopback && !loopback_cc().empty() && type == SOCK_STREAM;
+  loopback = loopback && !CcFor(true).empty() && type == SOCK_STREAM;
   {
     std::lock_guard<std::mutex> lock(mu_);
     Pool* pool = nullptr;
@@ -186,7 +187,7 @@ absl::StatusOr<Fd> NetNs::Socket(int family, int type, bool loopback) {
   // Pool empty (first use, or a burst): make one now on the namespace thread.
   absl::StatusOr<Fd> out = absl::InternalError("not run");
   RunSync([&] {
-    int fd = NewSocket(family, type, loopback ? loopback_cc() : std::string());
+    int fd = NewSocket(family, type, CcFor(loopback));
     out = fd < 0 ? absl::StatusOr<Fd>(ErrnoError(errno, "socket in " + name_)) : Fd(fd);
   });
   return out;
@@ -212,7 +213,7 @@ void NetNs::Refill() {
   for (auto [family, type, loopback, count] : kinds) {
     std::vector<Fd> made;
     for (size_t i = 0; i < count; i++) {
-      int fd = NewSocket(family, type, loopback ? loopback_cc() : std::string());
+      int fd = NewSocket(family, type, CcFor(loopback));
       if (fd < 0) break;
       made.emplace_back(fd);
     }

@@ -136,13 +136,13 @@ void Ring::PrepCancel(uint64_t target_user_data) {
 void Ring::PrepCancelTagged(uint64_t target_user_data) {
   io_uring_sqe* sqe = GetSqe();
   io_uring_prep_cancel64(sqe, target_user_data, 0);
-  io_uring_sqe_set_data64(sqe, kCancelAllUserData);
+  io_uring_sqe_set_data64(sqe, kTeardownCancelUserData);
 }
 
 void Ring::PrepCancelAll() {
   io_uring_sqe* sqe = GetSqe();
   io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY);
-  io_uring_sqe_set_data64(sqe, kCancelAllUserData);
+  io_uring_sqe_set_data64(sqe, kTeardownCancelUserData);
 }
 
 int64_t Ring::NowMs() {

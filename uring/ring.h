@@ -123,7 +123,7 @@ class Ring {
   // so 12000 listeners took 2 s of CPU.
   //
   // A cancelled poll or accept completes in completion work that, on a
-  // single-thread ring, runs only in a wait (20 at a time since Linux 6.13).
+  // single-thread ring, runs only in a wait (a bounded number per wait).
   // So the targets go in batches (a quarter of the completion queue at
   // most: each brings an answer and the request's last completion), the
   // next once the last one's requests have all ended or a 10 ms wait finds
@@ -160,7 +160,7 @@ class Ring {
         last_stage = true;
       }
       int ret = RunOnce(10, [&](const io_uring_cqe& cqe) {
-        if (cqe.user_data == kCancelAllUserData) {
+        if (cqe.user_data == kTeardownCancelUserData) {
           answers++;
           if (cqe.res == 0 || cqe.res == -EALREADY) found++;
           return;
@@ -197,7 +197,7 @@ class Ring {
   void PrepCancelAll();
   void PrepCancelTagged(uint64_t target_user_data);
   static int64_t NowMs();
-  static constexpr uint64_t kCancelAllUserData = ~uint64_t{0};
+  static constexpr uint64_t kTeardownCancelUserData = ~uint64_t{0};
   static constexpr size_t kCancelBatch = 256;
 
   io_uring ring_{};

@@ -18,13 +18,12 @@
 namespace ringfwd::e2e {
 namespace {
 
-// A file's first word, read inside namespace `ns`.
-std::string ReadWordIn(const TempNetns& ns, const std::string& path) {
-  CmdResult r = RunCmd({"ip", "netns", "exec", ns.name(), "cat", path});
-  std::istringstream in(r.output);
-  std::string word;
-  in >> word;
-  return word;
+// The words of a file, read inside namespace `ns`.
+std::vector<std::string> WordsIn(const TempNetns& ns, const std::string& path) {
+  std::istringstream in(RunCmd({"ip", "netns", "exec", ns.name(), "cat", path}).output);
+  std::vector<std::string> words;
+  for (std::string w; in >> w;) words.push_back(w);
+  return words;
 }
 
 // The congestion control of the established TCP socket in `ns` whose local
@@ -65,27 +64,22 @@ class LoopbackCcTest : public E2eTest {
   void SetUp() override {
     E2eTest::SetUp();
     if (IsSkipped()) return;
-    system_cc_ = ReadWordIn(*target_, "/proc/sys/net/ipv4/tcp_congestion_control");
-    std::istringstream avail(
-        ReadWordsIn(*target_, "/proc/sys/net/ipv4/tcp_available_congestion_control"));
-    for (std::string cc; avail >> cc;) {
-      available_.push_back(cc);
+    std::vector<std::string> sys = WordsIn(*target_, "/proc/sys/net/ipv4/tcp_congestion_control");
+    ASSERT_FALSE(sys.empty());
+    system_cc_ = sys[0];
+    available_ = WordsIn(*target_, "/proc/sys/net/ipv4/tcp_available_congestion_control");
+    for (const std::string& cc : available_)
       if (other_cc_.empty() && cc != "reno" && cc != system_cc_) other_cc_ = cc;
-    }
     // With reno as the system's default, the default choice shows nothing.
     if (system_cc_ == "reno") GTEST_SKIP() << "the system's default is already reno";
-    ASSERT_FALSE(system_cc_.empty());
   }
 
-  static std::string ReadWordsIn(const TempNetns& ns, const std::string& path) {
-    return RunCmd({"ip", "netns", "exec", ns.name(), "cat", path}).output;
-  }
-
-  // Opens a connection through the forwarder to an echo server and checks it
-  // carries bytes; returns it, open, so that both hops can be inspected.
-  Fd Through(const Addr& front) {
+  // Opens a connection from `ns` through the forwarder to an echo server and
+  // checks it carries bytes; returns it, open, so that both hops can be
+  // inspected.
+  Fd Through(const Addr& front, const TempNetns* ns = nullptr) {
     int err = 0;
-    Fd c = TcpConnect(*host_, front, &err);
+    Fd c = TcpConnect(ns ? *ns : *host_, front, &err);
     EXPECT_TRUE(c) << std::strerror(err);
     if (!c) return c;
     std::string got;
@@ -123,12 +117,8 @@ TEST_F(LoopbackCcTest, SpliceHopsGetTheDefault) {
   EchoServer echo(TcpListen(*host_, Addr::Of("127.0.0.1", 80)));
   auto d = StartForwarder({"-T", "8080:80"});
   ASSERT_TRUE(d);
-  int err = 0;
-  Fd c = TcpConnect(*target_, Addr::Of("127.0.0.1", 8080), &err);
-  ASSERT_TRUE(c) << std::strerror(err);
-  std::string got;
-  ASSERT_EQ(SendAll(c.get(), "ping", In(2000)), 0);
-  ASSERT_EQ(RecvExact(c.get(), 4, &got, In(3000 * Slowdown())), 0);
+  Fd c = Through(Addr::Of("127.0.0.1", 8080), target_.get());
+  ASSERT_TRUE(c);
   EXPECT_EQ(Cc(*host_, "127.0.0.1:80", false), "reno");
   EXPECT_EQ(Cc(*target_, "127.0.0.1:8080", true), "reno");
 }

@@ -168,8 +168,7 @@ TEST_F(TcpStressTest, ResetMidTransferNeverLeaksUpstream) {
     for (char kind = 'B'; kind <= 'D'; ++kind) {
       Fd b = TcpConnect(*host_, Front(), &err);
       ASSERT_TRUE(b) << std::strerror(err);
-      std::string data(1, kind);  // appended, not operator+: GCC 12 -O3 misreads that
-      data += Pattern(kind).Bytes(0, 200000);
+      std::string data = std::string(1, kind) + Pattern(kind).Bytes(0, 200000);
       ASSERT_EQ(SendAll(b.get(), data, In(5000 * Slowdown())), 0);
       shutdown(b.get(), SHUT_WR);
       std::string back;

@@ -41,12 +41,8 @@ Bytes With(Bytes m, uint8_t type, const Bytes& extra = {}) {
 }
 
 Bytes ServerIdOption(const Bytes& id) {
-  // Sized first: GCC 12 at -O3 misreads an insert after a 4-byte init as
-  // out of bounds.
-  Bytes o(4 + id.size());
-  o[1] = 0x02;
-  o[3] = static_cast<uint8_t>(id.size());
-  std::copy(id.begin(), id.end(), o.begin() + 4);
+  Bytes o = {0x00, 0x02, 0x00, static_cast<uint8_t>(id.size())};
+  o.insert(o.end(), id.begin(), id.end());
   return o;
 }
 
