@@ -50,6 +50,11 @@
 #   conn_per_s       connload rate: N connections, 32 at once, each connect,
 #                    1-byte echo, server closes, client closes
 #   cpu_us_per_conn  forwarder CPU time over that run, per connection
+#   srv_us_per_conn, cli_us_per_conn  the same for the endpoints: echo_server
+#                    (/proc/PID/stat) and connload (its own rusage); with
+#                    direct they are the whole cost of a connection
+#   path_us_per_conn forwarder + server + client: the CPU the connection rate
+#                    runs on (two cores, three processes)
 #   p50_us, p99_us   connload latency: 1-byte ping-pong round trips on one
 #                    persistent connection
 # The summary has the median and min-max over the rounds, ratios to direct
@@ -213,6 +218,7 @@ child_of() {
 start_in "$TGT_NS" iperf3 iperf3 -s -p 5201
 start_in "$TGT_NS" echo_server "$BIN/echo_server" --port 5202 --oneshot-port 5203 \
   --seconds "$LIFETIME"
+ECHO_PID=$(child_of "$LAST_PID")
 wait_listen "$TGT_NS" 5201
 wait_listen "$TGT_NS" 5203
 
@@ -282,6 +288,8 @@ cpu_ticks() {
 }
 
 fwd_ticks() { if [[ "$1" == direct ]]; then echo 0; else cpu_ticks "${FWD_PID[$1]}"; fi; }
+# Microseconds per connection of the rate run, from clock ticks $1.
+per_conn() { awk -v t="$1" -v hz="$HZ" -v n="$CONNS" 'BEGIN{printf "%.2f", t / hz * 1e6 / n}'; }
 
 RAW="$WORK/raw.csv"
 echo "round,forwarder,metric,value" >"$RAW"
@@ -324,15 +332,26 @@ measure() {
     log "round $round $fwd: iperf3 -n $BULK_BYTES failed (see $tag-bulk.json)"
   fi
 
-  # Connection rate and CPU per connection.
+  # Connection rate and CPU per connection, the forwarder's and the
+  # endpoints'.
+  local e0 e1 fwd_us srv_us cli_us
   t0=$(fwd_ticks "$fwd")
+  e0=$(cpu_ticks "$ECHO_PID")
   if out=$(timeout 150 ip netns exec "$ns" "$BIN/connload" rate --port $((base + 2)) \
     --conns "$CONNS" --concurrency "$CONCURRENCY" --seconds 120 2>"$tag-rate.err"); then
     t1=$(fwd_ticks "$fwd")
+    e1=$(cpu_ticks "$ECHO_PID")
     record "$round" "$fwd" conn_per_s "$(sed -n 's/.*rate=\([0-9.]*\).*/\1/p' <<<"$out")"
-    if [[ "$fwd" != direct ]]; then
-      record "$round" "$fwd" cpu_us_per_conn \
-        "$(awk -v t=$((t1 - t0)) -v hz="$HZ" -v n="$CONNS" 'BEGIN{printf "%.2f", t / hz * 1e6 / n}')"
+    fwd_us=$(per_conn $((t1 - t0)))
+    srv_us=$(per_conn $((e1 - e0)))
+    cli_us=$(sed -n 's/.*cpu_us=\([0-9]*\).*/\1/p' <<<"$out" |
+      awk -v n="$CONNS" 'NF{printf "%.2f", $1 / n}')
+    if [[ "$fwd" != direct ]]; then record "$round" "$fwd" cpu_us_per_conn "$fwd_us"; fi
+    record "$round" "$fwd" srv_us_per_conn "$srv_us"
+    if [[ -n "$cli_us" ]]; then
+      record "$round" "$fwd" cli_us_per_conn "$cli_us"
+      record "$round" "$fwd" path_us_per_conn \
+        "$(awk -v a="$fwd_us" -v b="$srv_us" -v c="$cli_us" 'BEGIN{printf "%.2f", a + b + c}')"
     fi
   else
     log "round $round $fwd: connection-rate run failed: $out $(head -3 "$tag-rate.err")"
@@ -388,6 +407,9 @@ metrics = [  # name, label, unit, higher is better
     ("cpu_ms_per_gib", "CPU per GiB", "ms", False),
     ("conn_per_s", "connection rate", "conn/s", True),
     ("cpu_us_per_conn", "CPU per connection", "us", False),
+    ("srv_us_per_conn", "server CPU per conn", "us", False),
+    ("cli_us_per_conn", "client CPU per conn", "us", False),
+    ("path_us_per_conn", "all CPU per conn", "us", False),
     ("p50_us", "latency p50", "us", False),
     ("p99_us", "latency p99", "us", False),
 ]
@@ -428,6 +450,18 @@ for f in fwds:
             rows.append(dict(forwarder=f, metric=q.replace("_us", "_overhead_us"), unit="us",
                              median=ovh, min=s[1] - d[0], max=s[2] - d[0], rounds=s[3],
                              vs_direct=None, vs_pasta=ratio(ovh, povh)))
+
+# A forwarder adds a server endpoint and a client endpoint to the path: its
+# CPU per connection beside what direct's echo_server and connload (one
+# server, one client) spend on the same connections.
+ends = [stat("direct", m) for m in ("srv_us_per_conn", "cli_us_per_conn")]
+ends_us = ends[0][0] + ends[1][0] if all(ends) else None
+for f in fwds:
+    s = stat(f, "cpu_us_per_conn")
+    if s and ends_us:
+        rows.append(dict(forwarder=f, metric="cpu_per_conn_vs_endpoints", unit="x",
+                         median=s[0] / ends_us, min=s[1] / ends_us, max=s[2] / ends_us,
+                         rounds=s[3], vs_direct=None, vs_pasta=None))
 
 def write_csv(path):
     with open(path, "w", newline="") as fh:
@@ -474,6 +508,14 @@ for base, key in (("direct", "vs_direct"), ("pasta", "vs_pasta")):
         print(f"{label + ' (' + better + ')':<40}" +
               "".join(f"{f + ' ' + fmt(c, 2) if c is not None else '':>16}"
                       for f, c in zip(fwds, cells)))
+
+if ends_us:
+    print()
+    print(f"CPU per connection against direct's server + client ({fmt(ends_us)} us), "
+          "the two endpoints a forwarder adds (x, lower is better)")
+    print(f"{'':<40}" + "".join(
+        f"{f + ' ' + fmt(get[(f, 'cpu_per_conn_vs_endpoints')]['median'], 2):>16}"
+        for f in fwds if (f, "cpu_per_conn_vs_endpoints") in get))
 
 # Data for gnuplot: one line per forwarder; .plot-fwd.dat without direct.
 def g(f, m, k="median"):

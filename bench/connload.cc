@@ -8,7 +8,9 @@
 // connect, write 1 byte, read the 1-byte echo, read until the server's EOF
 // (echo_server's one-shot port closes first), close. One thread, epoll,
 // non-blocking sockets. Prints one line:
-//   conns=N ok=K errors=E seconds=T rate=R
+//   conns=N ok=K errors=E seconds=T rate=R cpu_us=U
+// U: this client's own CPU time over the run (user + system, microseconds),
+// the client endpoint's cost that compare.sh sets beside the forwarder's.
 // latency: one persistent connection with TCP_NODELAY, N round trips
 // (default 20000) of 1 byte each after 200 unmeasured warm-up round trips;
 // prints one line with microseconds:
@@ -21,6 +23,7 @@
 #include <netinet/tcp.h>
 #include <signal.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -105,6 +108,14 @@ sockaddr_in Target(const Options& o) {
 
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
+// User + system CPU time of this process so far, in microseconds.
+long CpuMicros() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000L + ru.ru_utime.tv_usec +
+         ru.ru_stime.tv_usec;
+}
+
 // ---- rate -----------------------------------------------------------------
 
 class RateRun {
@@ -115,6 +126,7 @@ class RateRun {
 
   int Run() {
     Clock::time_point start = Clock::now();
+    long cpu0 = CpuMicros();
     Clock::time_point deadline = start + std::chrono::seconds(o_.seconds);
     for (size_t i = 0; i < slots_.size(); i++) StartNext(i);
     std::vector<epoll_event> events(slots_.size());
@@ -128,8 +140,8 @@ class RateRun {
     }
     double t = Seconds(Clock::now() - start);
     long ok = done_ - errors_;
-    std::printf("conns=%ld ok=%ld errors=%ld seconds=%.4f rate=%.1f\n", o_.conns, ok, errors_, t,
-                t > 0 ? static_cast<double>(ok) / t : 0.0);
+    std::printf("conns=%ld ok=%ld errors=%ld seconds=%.4f rate=%.1f cpu_us=%ld\n", o_.conns, ok,
+                errors_, t, t > 0 ? static_cast<double>(ok) / t : 0.0, CpuMicros() - cpu0);
     if (done_ < o_.conns) std::fprintf(stderr, "connload: time limit of %lds hit\n", o_.seconds);
     for (Slot& s : slots_)
       if (s.fd >= 0) close(s.fd);
