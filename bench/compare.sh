@@ -58,8 +58,9 @@
 #   p50_us, p99_us   connload latency: 1-byte ping-pong round trips on one
 #                    persistent connection
 # The summary has the median and min-max over the rounds, ratios to direct
-# and to pasta from the medians, and the latency overhead (median minus
-# direct's median). Outputs: a table on stdout, OUT/compare-DATE.csv and
+# and to pasta from the medians, and the latency overhead (each round's
+# percentile minus direct's in the same round, median over rounds).
+# Outputs: a table on stdout, OUT/compare-DATE.csv and
 # OUT/latest.csv (summary), OUT/compare-DATE-raw.csv (every round), and
 # OUT/compare.png.
 #
@@ -397,10 +398,12 @@ import csv, statistics, sys
 raw, out, date, only, versions, load0, load1 = sys.argv[1:8]
 fwds = only.split(",")
 vals = {}
+by_round = {}  # (forwarder, metric) -> {round: value}
 for row in csv.DictReader(open(raw)):
     if row["value"] == "":
         continue
     vals.setdefault((row["forwarder"], row["metric"]), []).append(float(row["value"]))
+    by_round.setdefault((row["forwarder"], row["metric"]), {})[row["round"]] = float(row["value"])
 
 metrics = [  # name, label, unit, higher is better
     ("tput_gbps", "throughput", "Gbit/s", True),
@@ -419,6 +422,10 @@ def stat(f, m):
     if not v:
         return None
     return statistics.median(v), min(v), max(v), len(v)
+
+def overhead(f, q):
+    a, d = by_round.get((f, q), {}), by_round.get(("direct", q), {})
+    return [a[r] - d[r] for r in a if r in d]
 
 def ratio(a, b):
     return a / b if a is not None and b not in (None, 0) else None
@@ -442,14 +449,22 @@ for f in fwds:
         rows.append(dict(forwarder=f, metric=m, unit=unit, median=med, min=lo, max=hi, rounds=n,
                          vs_direct=ratio(med, d[0] if d else None),
                          vs_pasta=ratio(med, p[0] if p else None)))
+    # Latency overhead: the forwarder's percentile minus direct's in the same
+    # round, then the median over rounds. Rounds minutes apart drift by more
+    # than the overhead itself (direct's p50 moves by 5-10 us here), and a
+    # difference of two medians would carry that drift.
     for q in ("p50_us", "p99_us"):
-        s, d, p = stat(f, q), stat("direct", q), stat("pasta", q)
-        if s and d and f != "direct":
-            ovh = s[0] - d[0]
-            povh = p[0] - d[0] if p else None
-            rows.append(dict(forwarder=f, metric=q.replace("_us", "_overhead_us"), unit="us",
-                             median=ovh, min=s[1] - d[0], max=s[2] - d[0], rounds=s[3],
-                             vs_direct=None, vs_pasta=ratio(ovh, povh)))
+        if f == "direct":
+            continue
+        diffs = overhead(f, q)
+        if not diffs:
+            continue
+        pd = overhead("pasta", q)
+        rows.append(dict(forwarder=f, metric=q.replace("_us", "_overhead_us"), unit="us",
+                         median=statistics.median(diffs), min=min(diffs), max=max(diffs),
+                         rounds=len(diffs), vs_direct=None,
+                         vs_pasta=ratio(statistics.median(diffs),
+                                        statistics.median(pd) if pd else None)))
 
 # A forwarder adds a server endpoint and a client endpoint to the path: its
 # CPU per connection beside what direct's echo_server and connload (one
