@@ -162,9 +162,8 @@ uint32_t Forwarder::AttachListener(const ListenerKey& key, Fd fd, const Listener
   l.used = true;
   l.fd = std::move(fd);
   // Connections accepted on loopback stay on this host (they inherit it).
-  size_t iflen = strnlen(key.ifname.data(), key.ifname.size());
-  bool on_lo = std::string_view(key.ifname.data(), iflen) == "lo";
-  if (key.proto == kProtoTcp && !host_.loopback_cc().empty() && (key.addr.IsLoopback() || on_lo))
+  if (key.proto == kProtoTcp && !host_.loopback_cc().empty() &&
+      (key.addr.IsLoopback() || key.ifname_view() == "lo"))
     if (absl::Status st = SetCongestionControl(l.fd.get(), host_.loopback_cc()); !st.ok())
       LOG_RATELIMITED(log::Level::kWarn, "%s: %s", label, st.message());
   l.key = key;

@@ -13,9 +13,9 @@ namespace ringfwd {
 
 std::string ListenerKey::ToString() const {
   std::string addr_text = dual_stack ? "*" : addr.ToString();
-  std::string ifn(ifname.data(), strnlen(ifname.data(), ifname.size()));
+  std::string_view ifn = ifname_view();
   return absl::StrCat(proto == kProtoTcp ? "TCP" : "UDP", " [", addr_text, "]",
-                      ifn.empty() ? "" : "%", ifn, ":", port);
+                      ifn.empty() ? "" : "%", absl::string_view(ifn.data(), ifn.size()), ":", port);
 }
 
 ListenerKey KeyFor(PifId pif, const Rule& rule, uint16_t port) {
@@ -57,9 +57,8 @@ OpenResult OpenListener(const ListenerKey& key) {
     if (setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof(v6only)) < 0)
       return fail("setsockopt IPV6_V6ONLY");
   }
-  size_t iflen = strnlen(key.ifname.data(), key.ifname.size());
-  if (iflen) {
-    if (setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, key.ifname.data(), iflen) < 0)
+  if (std::string_view ifn = key.ifname_view(); !ifn.empty()) {
+    if (setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, ifn.data(), ifn.size()) < 0)
       return fail("setsockopt SO_BINDTODEVICE");
   }
   if (key.proto == kProtoUdp && (key.dual_stack || key.addr.IsWildcard())) {

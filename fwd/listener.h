@@ -8,7 +8,9 @@
 
 #include <array>
 #include <cstdint>
+#include <cstring>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "fwd/addr.h"
@@ -32,6 +34,10 @@ struct ListenerKey {
   }
   // The socket family: AF_INET for a mapped address, AF_INET6 otherwise.
   int family() const { return (!dual_stack && addr.IsV4()) ? AF_INET : AF_INET6; }
+  // The interface the listener is bound to ("": none).
+  std::string_view ifname_view() const {
+    return std::string_view(ifname.data(), strnlen(ifname.data(), ifname.size()));
+  }
   // "TCP [*]:8080", "UDP [127.0.0.1]%lo:53" for logs.
   std::string ToString() const;
 };
